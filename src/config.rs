@@ -1,0 +1,495 @@
+//! `Settings`: the Django settings djauth honours, under Django's names, with Django's
+//! defaults. Sources, later winning: the defaults, an optional TOML file (`--config FILE` or
+//! `DJAUTH_CONFIG`), then environment variables `DJAUTH_<SETTING_NAME>` (lists
+//! comma-separated) and `DATABASE_URL`.
+//!
+//! Settings are a value built once and passed around; tests build their own.
+
+use crate::formats::hashers::{Hashers, DEFAULT_PASSWORD_HASHERS};
+use crate::formats::session::{Engine, SessionAuthHasher, SessionCodec};
+use crate::formats::tokens::PasswordResetTokenGenerator;
+use crate::formats::DjangoVersion;
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// Everything that can go wrong while loading settings names the setting at fault.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+fn err(msg: impl Into<String>) -> ConfigError {
+    ConfigError(msg.into())
+}
+
+/// `SESSION_COOKIE_SAMESITE` / `CSRF_COOKIE_SAMESITE`: "Lax", "Strict", "None", or false.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum SameSite {
+    Off(bool),
+    Named(SameSiteName),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SameSiteName {
+    Lax,
+    Strict,
+    None,
+}
+
+impl SameSite {
+    /// The attribute value Django writes, or `None` to omit it.
+    pub fn attribute(self) -> Option<&'static str> {
+        match self {
+            SameSite::Off(_) => None,
+            SameSite::Named(SameSiteName::Lax) => Some("Lax"),
+            SameSite::Named(SameSiteName::Strict) => Some("Strict"),
+            SameSite::Named(SameSiteName::None) => Some("None"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE", default, deny_unknown_fields)]
+pub struct Settings {
+    /// Which Django's version-specific defaults to follow (work factors).
+    pub django_version: String,
+    pub secret_key: String,
+    pub secret_key_fallbacks: Vec<String>,
+    pub password_hashers: Vec<String>,
+    pub authentication_backends: Vec<String>,
+    pub password_reset_timeout: i64,
+    pub time_zone: String,
+    pub use_tz: bool,
+    pub database_url: Option<String>,
+
+    pub session_engine: String,
+    pub session_serializer: String,
+    pub session_cookie_name: String,
+    pub session_cookie_age: i64,
+    pub session_cookie_domain: Option<String>,
+    pub session_cookie_path: String,
+    pub session_cookie_secure: bool,
+    pub session_cookie_httponly: bool,
+    pub session_cookie_samesite: SameSite,
+    pub session_save_every_request: bool,
+    pub session_expire_at_browser_close: bool,
+
+    pub csrf_cookie_name: String,
+    pub csrf_cookie_age: i64,
+    pub csrf_cookie_domain: Option<String>,
+    pub csrf_cookie_path: String,
+    pub csrf_cookie_secure: bool,
+    pub csrf_cookie_httponly: bool,
+    pub csrf_cookie_samesite: SameSite,
+    pub csrf_header_name: String,
+    pub csrf_trusted_origins: Vec<String>,
+    pub csrf_use_sessions: bool,
+
+    pub allowed_hosts: Vec<String>,
+    pub debug: bool,
+    pub login_url: String,
+    pub login_redirect_url: String,
+    pub logout_redirect_url: Option<String>,
+}
+
+impl Default for Settings {
+    /// `django.conf.global_settings`, with `TIME_ZONE` left at Django's own default
+    /// (`America/Chicago`; `startproject` writes `UTC`, so most sites set it).
+    fn default() -> Self {
+        Settings {
+            django_version: DjangoVersion::default().to_string(),
+            secret_key: String::new(),
+            secret_key_fallbacks: vec![],
+            password_hashers: DEFAULT_PASSWORD_HASHERS
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            authentication_backends: vec!["django.contrib.auth.backends.ModelBackend".into()],
+            password_reset_timeout: 259_200,
+            time_zone: "America/Chicago".into(),
+            use_tz: true,
+            database_url: None,
+            session_engine: "django.contrib.sessions.backends.db".into(),
+            session_serializer: "django.contrib.sessions.serializers.JSONSerializer".into(),
+            session_cookie_name: "sessionid".into(),
+            session_cookie_age: 1_209_600,
+            session_cookie_domain: None,
+            session_cookie_path: "/".into(),
+            session_cookie_secure: false,
+            session_cookie_httponly: true,
+            session_cookie_samesite: SameSite::Named(SameSiteName::Lax),
+            session_save_every_request: false,
+            session_expire_at_browser_close: false,
+            csrf_cookie_name: "csrftoken".into(),
+            csrf_cookie_age: 31_449_600,
+            csrf_cookie_domain: None,
+            csrf_cookie_path: "/".into(),
+            csrf_cookie_secure: false,
+            csrf_cookie_httponly: false,
+            csrf_cookie_samesite: SameSite::Named(SameSiteName::Lax),
+            csrf_header_name: "HTTP_X_CSRFTOKEN".into(),
+            csrf_trusted_origins: vec![],
+            csrf_use_sessions: false,
+            allowed_hosts: vec![],
+            debug: false,
+            login_url: "/accounts/login/".into(),
+            login_redirect_url: "/accounts/profile/".into(),
+            logout_redirect_url: None,
+        }
+    }
+}
+
+/// Settings whose default is `None`, so the default table cannot tell their type.
+const OPTIONAL_STRINGS: &[&str] = &[
+    "DATABASE_URL",
+    "SESSION_COOKIE_DOMAIN",
+    "CSRF_COOKIE_DOMAIN",
+    "LOGOUT_REDIRECT_URL",
+];
+const SAMESITE: &[&str] = &["SESSION_COOKIE_SAMESITE", "CSRF_COOKIE_SAMESITE"];
+
+/// Session engines djauth can read and write (dotted names as in Django's settings).
+pub const DB_ENGINES: &[&str] = &[
+    "django.contrib.sessions.backends.db",
+    "django.contrib.sessions.backends.cached_db",
+];
+pub const SIGNED_COOKIES_ENGINE: &str = "django.contrib.sessions.backends.signed_cookies";
+
+impl Settings {
+    /// Defaults ← TOML file ← environment. `config` is `--config`; `DJAUTH_CONFIG` otherwise.
+    pub fn load(config: Option<&Path>) -> Result<Self, ConfigError> {
+        let env: Vec<(String, String)> = std::env::vars().collect();
+        let from_env = env
+            .iter()
+            .find(|(k, _)| k == "DJAUTH_CONFIG")
+            .map(|(_, v)| Path::new(v).to_path_buf());
+        let file = config.map(Path::to_path_buf).or(from_env);
+        let text = match &file {
+            Some(path) => Some(
+                std::fs::read_to_string(path)
+                    .map_err(|e| err(format!("cannot read config file {}: {e}", path.display())))?,
+            ),
+            None => None,
+        };
+        Self::from_sources(
+            text.as_deref(),
+            env.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        )
+    }
+
+    /// The pure part of [`Settings::load`], for tests.
+    pub fn from_sources<'a>(
+        toml_text: Option<&str>,
+        env: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<Self, ConfigError> {
+        let defaults = toml::Table::try_from(Settings::default()).expect("defaults serialise");
+        let mut table = match toml_text {
+            Some(text) => text
+                .parse::<toml::Table>()
+                .map_err(|e| err(format!("config file: {e}")))?,
+            None => toml::Table::new(),
+        };
+        for (key, raw) in env {
+            let name = match key {
+                "DATABASE_URL" => "DATABASE_URL",
+                _ => match key.strip_prefix("DJAUTH_") {
+                    Some(name) if name != "CONFIG" => name,
+                    _ => continue,
+                },
+            };
+            let value = if let Some(default) = defaults.get(name) {
+                env_value(name, raw, default)?
+            } else if OPTIONAL_STRINGS.contains(&name) {
+                toml::Value::String(raw.to_owned())
+            } else {
+                // Other programs' DJAUTH_* variables (test harnesses, wrappers) are not ours.
+                continue;
+            };
+            table.insert(name.to_owned(), value);
+        }
+        let settings = Settings::deserialize(table.clone()).map_err(|e| {
+            // serde's message does not say which key; find it by trying each alone.
+            let culprit = table.iter().find(|(k, v)| {
+                let mut one = defaults.clone();
+                one.insert((*k).clone(), (*v).clone());
+                Settings::deserialize(one).is_err()
+            });
+            match culprit {
+                Some((k, _)) => err(format!("{k}: {}", e.message().trim())),
+                None => err(format!("settings: {}", e.message().trim())),
+            }
+        })?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Checks every setting whose value could be wrong in a way Django would refuse.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.django_version()?;
+        self.time_zone()?;
+        self.hashers()?;
+        self.session_engine()?;
+        if self.session_serializer != "django.contrib.sessions.serializers.JSONSerializer"
+            && self.session_serializer != "django.core.signing.JSONSerializer"
+        {
+            return Err(err(format!(
+                "SESSION_SERIALIZER: {:?} is not supported; djauth reads and writes Django's JSONSerializer only",
+                self.session_serializer
+            )));
+        }
+        if self.session_cookie_age <= 0 {
+            return Err(err(
+                "SESSION_COOKIE_AGE must be a positive number of seconds",
+            ));
+        }
+        if self.password_reset_timeout < 0 {
+            return Err(err("PASSWORD_RESET_TIMEOUT must not be negative"));
+        }
+        for origin in &self.csrf_trusted_origins {
+            if !origin.contains("://") {
+                return Err(err(format!(
+                    "CSRF_TRUSTED_ORIGINS: {origin:?} must start with a scheme (usually http:// or https://), as Django 4.0+ requires"
+                )));
+            }
+        }
+        for (name, value) in [
+            ("SESSION_COOKIE_SAMESITE", self.session_cookie_samesite),
+            ("CSRF_COOKIE_SAMESITE", self.csrf_cookie_samesite),
+        ] {
+            if value == SameSite::Off(true) {
+                return Err(err(format!(
+                    "{name}: must be 'Lax', 'Strict', 'None' or false"
+                )));
+            }
+        }
+        if self.authentication_backends.is_empty() {
+            return Err(err(
+                "AUTHENTICATION_BACKENDS must name at least one backend",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Django refuses to run without it; so does every djauth command that signs or verifies.
+    pub fn require_secret_key(&self) -> Result<&str, ConfigError> {
+        if self.secret_key.is_empty() {
+            Err(err("SECRET_KEY: The SECRET_KEY setting must not be empty (set DJAUTH_SECRET_KEY or SECRET_KEY in the config file)."))
+        } else {
+            Ok(&self.secret_key)
+        }
+    }
+
+    pub fn django_version(&self) -> Result<DjangoVersion, ConfigError> {
+        self.django_version
+            .parse()
+            .map_err(|e| err(format!("DJANGO_VERSION: {e}")))
+    }
+
+    pub fn time_zone(&self) -> Result<chrono_tz::Tz, ConfigError> {
+        self.time_zone.parse().map_err(|_| {
+            err(format!(
+                "TIME_ZONE: {:?} is not a valid IANA time zone name",
+                self.time_zone
+            ))
+        })
+    }
+
+    pub fn hashers(&self) -> Result<Hashers, ConfigError> {
+        Hashers::from_setting(&self.password_hashers, self.django_version()?).map_err(err)
+    }
+
+    pub fn session_engine(&self) -> Result<Engine, ConfigError> {
+        if DB_ENGINES.contains(&self.session_engine.as_str()) {
+            Ok(Engine::Db)
+        } else if self.session_engine == SIGNED_COOKIES_ENGINE {
+            Ok(Engine::SignedCookies)
+        } else {
+            Err(err(format!(
+                "SESSION_ENGINE: {:?} is not supported; use {} or {}",
+                self.session_engine,
+                DB_ENGINES.join(", "),
+                SIGNED_COOKIES_ENGINE
+            )))
+        }
+    }
+
+    fn fallback_keys(&self) -> Vec<&[u8]> {
+        self.secret_key_fallbacks
+            .iter()
+            .map(|k| k.as_bytes())
+            .collect()
+    }
+
+    pub fn session_codec(&self) -> Result<SessionCodec, ConfigError> {
+        let key = self.require_secret_key()?;
+        Ok(SessionCodec::new(
+            key.as_bytes(),
+            &self.fallback_keys(),
+            self.session_cookie_age,
+        ))
+    }
+
+    pub fn session_auth_hasher(&self) -> Result<SessionAuthHasher, ConfigError> {
+        Ok(SessionAuthHasher::new(
+            self.require_secret_key()?.as_bytes(),
+            &self.fallback_keys(),
+        ))
+    }
+
+    pub fn token_generator(&self) -> Result<PasswordResetTokenGenerator, ConfigError> {
+        Ok(PasswordResetTokenGenerator::new(
+            self.require_secret_key()?.as_bytes(),
+            &self.fallback_keys(),
+            self.password_reset_timeout,
+            self.time_zone()?,
+        ))
+    }
+}
+
+/// Parses an environment string by the type of the setting's default.
+fn env_value(name: &str, raw: &str, default: &toml::Value) -> Result<toml::Value, ConfigError> {
+    let var = format!("DJAUTH_{name}");
+    Ok(match default {
+        _ if SAMESITE.contains(&name) => match raw.trim() {
+            "false" | "False" | "" => toml::Value::Boolean(false),
+            "Lax" | "Strict" | "None" => toml::Value::String(raw.trim().to_owned()),
+            other => {
+                return Err(err(format!(
+                    "{var}: {other:?} is not one of Lax, Strict, None, false"
+                )))
+            }
+        },
+        toml::Value::Boolean(_) => toml::Value::Boolean(parse_bool(raw).ok_or_else(|| {
+            err(format!(
+                "{var}: {raw:?} is not a boolean (use true/false, 1/0, yes/no)"
+            ))
+        })?),
+        toml::Value::Integer(_) => toml::Value::Integer(
+            raw.trim()
+                .parse()
+                .map_err(|_| err(format!("{var}: {raw:?} is not an integer")))?,
+        ),
+        toml::Value::Array(_) => toml::Value::Array(
+            raw.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| toml::Value::String(s.to_owned()))
+                .collect(),
+        ),
+        _ => toml::Value::String(raw.to_owned()),
+    })
+}
+
+fn parse_bool(raw: &str) -> Option<bool> {
+    match raw.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Some(true),
+        "0" | "false" | "no" | "off" | "" => Some(false),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(toml: Option<&str>, env: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        Settings::from_sources(toml, env.iter().copied())
+    }
+
+    #[test]
+    fn defaults_are_djangos() {
+        let s = load(None, &[]).unwrap();
+        assert_eq!(s.session_cookie_name, "sessionid");
+        assert_eq!(s.session_cookie_age, 1_209_600);
+        assert_eq!(s.csrf_cookie_age, 31_449_600);
+        assert_eq!(s.session_cookie_samesite.attribute(), Some("Lax"));
+        assert_eq!(s.django_version().unwrap(), DjangoVersion::V5_2);
+        assert_eq!(
+            s.hashers().unwrap().preferred().algorithm(),
+            "pbkdf2_sha256"
+        );
+        assert!(s.require_secret_key().is_err());
+    }
+
+    #[test]
+    fn env_wins_over_file_and_lists_split_on_commas() {
+        let toml =
+            "SECRET_KEY = \"file\"\nSESSION_COOKIE_AGE = 10\nSECRET_KEY_FALLBACKS = [\"a\"]\n";
+        let s = load(
+            Some(toml),
+            &[
+                ("DJAUTH_SECRET_KEY", "env"),
+                ("DJAUTH_SECRET_KEY_FALLBACKS", "old1, old2"),
+                ("DJAUTH_SESSION_COOKIE_SECURE", "true"),
+                ("DJAUTH_SESSION_COOKIE_SAMESITE", "false"),
+                ("DATABASE_URL", "sqlite://x.db"),
+                ("DJAUTH_BIN", "/not/a/setting"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(s.secret_key, "env");
+        assert_eq!(s.session_cookie_age, 10);
+        assert_eq!(s.secret_key_fallbacks, ["old1", "old2"]);
+        assert!(s.session_cookie_secure);
+        assert_eq!(s.session_cookie_samesite.attribute(), None);
+        assert_eq!(s.database_url.as_deref(), Some("sqlite://x.db"));
+    }
+
+    #[test]
+    fn wrong_values_name_the_setting() {
+        type Case<'a> = (Option<&'a str>, &'a [(&'a str, &'a str)], &'a str);
+        let cases: &[Case] = &[
+            (
+                None,
+                &[("DJAUTH_SESSION_COOKIE_AGE", "two weeks")],
+                "DJAUTH_SESSION_COOKIE_AGE",
+            ),
+            (None, &[("DJAUTH_USE_TZ", "maybe")], "DJAUTH_USE_TZ"),
+            (None, &[("DJAUTH_DJANGO_VERSION", "3.2")], "DJANGO_VERSION"),
+            (None, &[("DJAUTH_TIME_ZONE", "Mars/Olympus")], "TIME_ZONE"),
+            (
+                None,
+                &[("DJAUTH_PASSWORD_HASHERS", "x.Y")],
+                "PASSWORD_HASHERS",
+            ),
+            (
+                None,
+                &[(
+                    "DJAUTH_SESSION_ENGINE",
+                    "django.contrib.sessions.backends.cache",
+                )],
+                "SESSION_ENGINE",
+            ),
+            (
+                None,
+                &[("DJAUTH_CSRF_TRUSTED_ORIGINS", "example.com")],
+                "CSRF_TRUSTED_ORIGINS",
+            ),
+            (
+                None,
+                &[("DJAUTH_CSRF_COOKIE_SAMESITE", "lax")],
+                "CSRF_COOKIE_SAMESITE",
+            ),
+            (
+                Some("SESSION_COOKIE_AGE = \"x\""),
+                &[],
+                "SESSION_COOKIE_AGE",
+            ),
+            (Some("NOT_A_SETTING = 1"), &[], "NOT_A_SETTING"),
+        ];
+        for (toml, env, needle) in cases {
+            let e = load(*toml, env).unwrap_err().to_string();
+            assert!(e.contains(needle), "{needle}: {e}");
+        }
+    }
+
+    #[test]
+    fn version_changes_work_factors() {
+        let s = load(None, &[("DJAUTH_DJANGO_VERSION", "6.1")]).unwrap();
+        let h = s.hashers().unwrap();
+        assert!(h
+            .make_password("x", Some("saltsaltsaltsaltsaltsa"), None)
+            .unwrap()
+            .starts_with("pbkdf2_sha256$1500000$"));
+    }
+}

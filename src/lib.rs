@@ -1,0 +1,11 @@
+//! djauth: Django's authentication stack, byte for byte, in Rust.
+//!
+//! * [`formats`] — pure, I/O-free Django formats: signing, password hashers, session blobs,
+//!   reset tokens, CSRF tokens. Everything there is a function of its inputs (plus the clock
+//!   and the CSPRNG), so it can be read and tested alone.
+//! * [`config`] — [`config::Settings`], Django's setting names with Django's defaults.
+//! * [`cli`] — the `djauth` command line.
+
+pub mod cli;
+pub mod config;
+pub mod formats;

@@ -139,6 +139,11 @@ def cmd_session(a):
     from django.core import signing
 
     salt_cookie = "django.contrib.sessions.backends.signed_cookies"
+    with pinned(getattr(a, "now", None)):
+        _cmd_session(a, signing, salt_cookie)
+
+
+def _cmd_session(a, signing, salt_cookie):
     if a.action == "decode":
         from django.conf import settings
 
@@ -189,8 +194,11 @@ def cmd_password(a):
             hashers.get_hasher(name)
         except ValueError as e:
             die(2, str(e))
+        salt = a.salt
+        if salt and name.startswith("bcrypt"):
+            salt = salt.encode("ascii")  # Django >= 5.0 bcrypt encode() wants bytes
         try:
-            out(hashers.make_password(pw, a.salt, name))
+            out(hashers.make_password(pw, salt, name))
         except ValueError as e:
             die(1, str(e))
     else:

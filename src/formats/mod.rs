@@ -7,6 +7,8 @@ pub mod crypto;
 pub mod csrf;
 pub mod hashers;
 pub mod json;
+#[cfg(test)]
+mod proptests;
 pub mod session;
 pub mod signing;
 pub mod tokens;

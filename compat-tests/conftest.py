@@ -135,6 +135,13 @@ def pytest_report_header(config):
     ]
 
 
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    if exitstatus:
+        terminalreporter.write_line(
+            f"compat: Django {django.get_version()}; rerun with COMPAT_SEED={SEED} for the same random inputs"
+        )
+
+
 def pytest_sessionstart(session):
     if not djcompat.INPROCESS and not djcompat.DJAUTH_BIN.exists():
         raise pytest.UsageError(

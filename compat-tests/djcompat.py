@@ -325,5 +325,12 @@ def canonical(obj):
     return json.dumps(obj, ensure_ascii=True, sort_keys=False)
 
 
+def random_key(rng, prefix):
+    """A secret key for SECRET_KEY(_FALLBACKS): printable ASCII, no comma (the env list
+    separator), no leading/trailing whitespace (djauth trims list items of the env form)."""
+    body = "".join(rng.choice(ASCII_PRINTABLE.replace(",", "")) for _ in range(rng.randint(10, 40)))
+    return (prefix + body).strip()
+
+
 def seeded(rng, *parts):
     return random.Random(f"{rng.random()}:{parts}")

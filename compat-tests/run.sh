@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# Cross-language compatibility suite: djauth against real Django from PyPI.
+#
+#   compat-tests/run.sh            # Django 4.2, 5.2 and 6.1
+#   compat-tests/run.sh 5.2        # only the named ones (4.2 | 5.2 | 6.1)
+#
+# For each Django version: make (or reuse) a venv under target/compat-venvs/django-<ver>
+# (Python 3.11 for 4.2/5.2, Python >= 3.12 for 6.1), pip install requirements-<ver>.txt,
+# then run pytest with DJAUTH_DJANGO_VERSION=<ver>.  The djauth binary is built with
+# `cargo build --bin djauth` unless DJAUTH_BIN names one.  Extra pytest options can be
+# passed through PYTEST_ADDOPTS.  Exit status is non-zero if any version fails.
+set -uo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO="$(cd "$HERE/.." && pwd)"
+VENVS="$REPO/target/compat-venvs"
+
+log() { printf '== compat: %s\n' "$*" >&2; }
+die() { printf 'compat: error: %s\n' "$*" >&2; exit 2; }
+
+versions=("$@")
+[ ${#versions[@]} -eq 0 ] && versions=(4.2 5.2 6.1)
+for v in "${versions[@]}"; do
+    [ -f "$HERE/requirements-$v.txt" ] || die "unknown Django version '$v' (no compat-tests/requirements-$v.txt)"
+done
+
+# --- interpreters ----------------------------------------------------------------------
+# Usable = runs, reports the wanted major.minor and has the venv module (pyenv shims exist
+# for versions that are not active and fail when run, hence the real check).
+py_ok() { # py_ok EXE MAJOR.MINOR_MIN MAJOR.MINOR_MAX
+    "$1" - "$2" "$3" >/dev/null 2>&1 <<'EOF'
+import sys, venv, ensurepip
+lo, hi = (tuple(int(x) for x in a.split(".")) for a in sys.argv[1:3])
+sys.exit(0 if lo <= sys.version_info[:2] <= hi else 1)
+EOF
+}
+
+pyenv_versions() { # pyenv-installed interpreters of one minor version, newest patch first
+    local root
+    root="$(pyenv root 2>/dev/null)" || root="${PYENV_ROOT:-$HOME/.pyenv}"
+    [ -d "$root/versions" ] || return 0
+    local minor
+    for minor in "$@"; do
+        ls -1d "$root/versions/$minor".* 2>/dev/null | grep -E "/$minor\.[0-9]+$" | sort -rV |
+            while read -r d; do echo "$d/bin/python"; done
+    done
+}
+
+find_python() { # find_python MIN MAX MINOR  (pyenv's versions first, then PATH)
+    local lo="$1" hi="$2" m="$3"
+    local c
+    for c in $(pyenv_versions "$m") $(command -v "python$m" 2>/dev/null) $(command -v python3 2>/dev/null); do
+        if py_ok "$c" "$lo" "$hi"; then echo "$c"; return 0; fi
+    done
+    return 1
+}
+
+python_for() {
+    case "$1" in
+        4.2|5.2) find_python 3.11 3.11 3.11 ;;
+        6.1)     { find_python 3.12 3.12 3.12 || find_python 3.13 3.13 3.13; } ;;
+        *) return 1 ;;
+    esac
+}
+
+# --- venvs -----------------------------------------------------------------------------
+setup_venv() { # setup_venv VERSION -> prints the venv's python
+    local v="$1" venv="$VENVS/django-$v" req="$HERE/requirements-$v.txt" py stamp
+    if ! "$venv/bin/python" -c "import sys" >/dev/null 2>&1; then
+        py="$(python_for "$v")" || { log "no suitable Python for Django $v"; return 1; }
+        log "creating $venv with $("$py" -c 'import sys; print(sys.version.split()[0])') ($py)"
+        rm -rf "$venv"
+        mkdir -p "$VENVS"
+        "$py" -m venv "$venv" >&2 || return 1
+    fi
+    stamp="$(sha256sum "$req" | cut -d' ' -f1)"
+    if [ "$(cat "$venv/.requirements.sha256" 2>/dev/null)" != "$stamp" ]; then
+        log "installing $(basename "$req")"
+        "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$req" >&2 || return 1
+        echo "$stamp" >"$venv/.requirements.sha256"
+    fi
+    echo "$venv/bin/python"
+}
+
+# --- the binary ------------------------------------------------------------------------
+if [ -z "${DJAUTH_BIN:-}" ]; then
+    log "cargo build --bin djauth"
+    (cd "$REPO" && cargo build --bin djauth) || die "cargo build failed"
+    DJAUTH_BIN="$REPO/target/debug/djauth"
+fi
+[ -x "$DJAUTH_BIN" ] || die "DJAUTH_BIN=$DJAUTH_BIN is not an executable"
+export DJAUTH_BIN
+
+# --- run -------------------------------------------------------------------------------
+declare -A status
+failed=0
+for v in "${versions[@]}"; do
+    start=$SECONDS
+    if ! py="$(setup_venv "$v")"; then
+        status[$v]="FAILED (environment setup)"
+        failed=1
+        continue
+    fi
+    log "Django $v: pytest"
+    (cd "$HERE" && DJAUTH_DJANGO_VERSION="$v" "$py" -m pytest -q)
+    rc=$?
+    if [ $rc -eq 0 ]; then
+        status[$v]="passed ($((SECONDS - start)) s)"
+    else
+        status[$v]="FAILED (pytest exit $rc, $((SECONDS - start)) s)"
+        failed=1
+    fi
+done
+
+for v in "${versions[@]}"; do
+    log "Django $v: ${status[$v]}"
+done
+exit $failed

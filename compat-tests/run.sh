@@ -86,7 +86,10 @@ setup_venv() { # setup_venv VERSION -> prints the venv's python
 if [ -z "${DJAUTH_BIN:-}" ]; then
     log "cargo build --bin djauth"
     (cd "$REPO" && cargo build --bin djauth) || die "cargo build failed"
-    DJAUTH_BIN="$REPO/target/debug/djauth"
+    # honours CARGO_TARGET_DIR / build.target-dir
+    target_dir="$(cd "$REPO" && cargo metadata --format-version 1 --no-deps 2>/dev/null |
+        python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')" || target_dir="$REPO/target"
+    DJAUTH_BIN="${target_dir:-$REPO/target}/debug/djauth"
 fi
 [ -x "$DJAUTH_BIN" ] || die "DJAUTH_BIN=$DJAUTH_BIN is not an executable"
 export DJAUTH_BIN

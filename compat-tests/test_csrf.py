@@ -142,6 +142,34 @@ def test_check_token_matches_middleware(djauth, rng, header):
             assert got == expected, (label, token, header)
 
 
+@pytest.mark.parametrize("header", [False, True], ids=["post-field", "x-csrftoken-header"])
+def test_check_token_cookie_forms(djauth, rng, header):
+    """--secret is the csrftoken cookie value: a pre-4.1 masked (64-char) cookie is unmasked,
+    a malformed one gives Django's 'CSRF cookie ...' reasons."""
+    secret = rand_secret(rng)
+    good = csrf._mask_cipher_secret(secret)
+    cookies = [
+        csrf._mask_cipher_secret(secret),  # legacy masked cookie
+        "abc",
+        secret + "x",
+        secret[:31] + "-",
+        "",
+    ]
+    for cookie in cookies:
+        for token in (good, secret, rand_secret(rng)):
+            expected = django_token_verdict(cookie, token, header)
+            got = djauth_token_verdict(djauth, cookie, token, header)
+            assert got == expected, (cookie, token)
+
+
+def test_check_token_without_cookie(djauth, rng):
+    """No --secret: either a usage error, or Django's verdict for a request without cookie."""
+    request = RequestFactory().post("/", data={"csrfmiddlewaretoken": rand_secret(rng)})
+    assert _run_middleware(request) == "CSRF cookie not set."
+    res = djauth("csrf", "check-token", rand_secret(rng))
+    assert res.rc == 2 or (res.rc, res.out) == (1, "CSRF cookie not set."), res
+
+
 def test_check_token_reason_strings(djauth, rng):
     """Pin a few reasons literally (they are what Django logs and shows)."""
     secret = rand_secret(rng)

@@ -92,6 +92,7 @@ if [ -z "${DJAUTH_BIN:-}" ]; then
     DJAUTH_BIN="${target_dir:-$REPO/target}/debug/djauth"
 fi
 [ -x "$DJAUTH_BIN" ] || die "DJAUTH_BIN=$DJAUTH_BIN is not an executable"
+DJAUTH_BIN="$(cd "$(dirname "$DJAUTH_BIN")" && pwd)/$(basename "$DJAUTH_BIN")"  # pytest runs elsewhere
 export DJAUTH_BIN
 
 # --- run -------------------------------------------------------------------------------

@@ -61,6 +61,14 @@ pub struct Settings {
     pub time_zone: String,
     pub use_tz: bool,
     pub database_url: Option<String>,
+    /// Django's `DEFAULT_AUTO_FIELD`; unset means the default of `DJANGO_VERSION`.
+    pub default_auto_field: Option<String>,
+    pub auth_user_model: String,
+    /// The user model's `db_table` when it is not `<app_label>_<model_name>` (djauth's own).
+    pub auth_user_table: Option<String>,
+    /// The user model's `USERNAME_FIELD` and `EMAIL_FIELD` (class attributes in Django).
+    pub username_field: String,
+    pub email_field: String,
 
     pub session_engine: String,
     pub session_serializer: String,
@@ -109,6 +117,11 @@ impl Default for Settings {
             time_zone: "America/Chicago".into(),
             use_tz: true,
             database_url: None,
+            default_auto_field: None,
+            auth_user_model: "auth.User".into(),
+            auth_user_table: None,
+            username_field: "username".into(),
+            email_field: "email".into(),
             session_engine: "django.contrib.sessions.backends.db".into(),
             session_serializer: "django.contrib.sessions.serializers.JSONSerializer".into(),
             session_cookie_name: "sessionid".into(),
@@ -226,6 +239,14 @@ impl Settings {
     /// Checks every setting whose value could be wrong in a way Django would refuse.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.django_version()?;
+        self.default_auto_field()?;
+        crate::db::Target::parse(self.database_url()).map_err(|e| err(e.to_string()))?;
+        if !self.auth_user_model.contains('.') {
+            return Err(err(format!(
+                "AUTH_USER_MODEL: {:?} must be of the form 'app_label.ModelName'",
+                self.auth_user_model
+            )));
+        }
         self.time_zone()?;
         self.hashers()?;
         self.session_engine()?;
@@ -268,6 +289,36 @@ impl Settings {
             ));
         }
         Ok(())
+    }
+
+    /// `DATABASE_URL`, or the embedded SQLite default.
+    pub fn database_url(&self) -> &str {
+        self.database_url
+            .as_deref()
+            .unwrap_or(crate::db::DEFAULT_DATABASE_URL)
+    }
+
+    /// `DEFAULT_AUTO_FIELD`: AutoField up to Django 5.2, BigAutoField from 6.0.
+    pub fn default_auto_field(&self) -> Result<crate::db::django::AutoField, ConfigError> {
+        use crate::db::django::AutoField;
+        match &self.default_auto_field {
+            Some(name) => AutoField::from_setting(name).ok_or_else(|| {
+                err(format!(
+                    "DEFAULT_AUTO_FIELD: {name:?} is not django.db.models.AutoField or django.db.models.BigAutoField"
+                ))
+            }),
+            None if self.django_version()? >= DjangoVersion::V6_0 => Ok(AutoField::BigAutoField),
+            None => Ok(AutoField::AutoField),
+        }
+    }
+
+    pub fn user_model_settings(&self) -> crate::db::users::UserModelSettings<'_> {
+        crate::db::users::UserModelSettings {
+            auth_user_model: &self.auth_user_model,
+            table: self.auth_user_table.as_deref(),
+            username_field: &self.username_field,
+            email_field: &self.email_field,
+        }
     }
 
     /// Django refuses to run without it; so does every djauth command that signs or verifies.

@@ -4,6 +4,7 @@
 //! expired, malformed), 2 usage or configuration errors.
 
 mod csrf;
+mod db;
 mod password;
 mod session;
 mod signing;
@@ -46,6 +47,12 @@ pub enum Command {
     /// CSRF secrets, masked tokens, and the middleware's checks.
     #[command(subcommand)]
     Csrf(csrf::CsrfCommand),
+    /// Create Django's tables in an empty database (as Django's migrate would) and djauth's own.
+    Migrate,
+    /// Check the database and settings; print every problem with its fix.
+    Check,
+    /// Delete expired sessions (manage.py clearsessions).
+    Clearsessions,
 }
 
 /// What a command reports when it does not succeed.
@@ -94,6 +101,9 @@ pub fn run(command: Command, settings: &Settings) -> CmdResult {
         Command::Signing(c) => signing::run(c, settings),
         Command::Token(c) => token::run(c, settings),
         Command::Csrf(c) => csrf::run(c, settings),
+        Command::Migrate => db::migrate(settings),
+        Command::Check => db::check(settings),
+        Command::Clearsessions => db::clearsessions(settings),
     }
 }
 

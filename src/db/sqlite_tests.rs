@@ -1,0 +1,194 @@
+//! The storage layer against a real SQLite file (the PostgreSQL and MySQL runs live in
+//! compat-tests, next to the servers they start).
+
+use super::django::{self, AutoField};
+use super::perms::PermissionQueries;
+use super::users::{NewUser, UserModel, UserModelSettings};
+use super::{pool, Backend, PooledConn};
+use crate::formats::hashers::{Hashers, Md5Hasher, PasswordHasher};
+use crate::formats::DjangoVersion;
+use diesel::connection::SimpleConnection;
+
+const DEFAULT_MODEL: UserModelSettings<'static> = UserModelSettings {
+    auth_user_model: "auth.User",
+    table: None,
+    username_field: "username",
+    email_field: "email",
+};
+
+fn fresh() -> (PooledConn, tempfile_path::TempPath) {
+    let path = tempfile_path::TempPath::new();
+    let (pool, backend) = pool(&format!("sqlite://{}", path.0.display()), 2).unwrap();
+    assert_eq!(backend, Backend::Sqlite);
+    let mut conn = pool.get().unwrap();
+    django::migrate(&mut conn, backend, AutoField::AutoField).unwrap();
+    (conn, path)
+}
+
+/// A temporary file removed on drop (no extra crate for one helper).
+mod tempfile_path {
+    pub struct TempPath(pub std::path::PathBuf);
+    impl TempPath {
+        pub fn new() -> Self {
+            let name = format!(
+                "djauth-test-{}-{}.sqlite3",
+                std::process::id(),
+                crate::formats::session::new_session_key()
+            );
+            TempPath(std::env::temp_dir().join(name))
+        }
+    }
+    impl Drop for TempPath {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+}
+
+fn md5_first() -> Hashers {
+    // A cheap preferred hasher keeps these tests fast; PBKDF2 is listed to test upgrades.
+    Hashers::from_setting(
+        &[
+            "django.contrib.auth.hashers.MD5PasswordHasher",
+            "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+        ],
+        DjangoVersion::V5_2,
+    )
+    .unwrap()
+}
+
+#[test]
+fn migrate_is_idempotent_and_refuses_partial_schemas() {
+    let (mut conn, _path) = fresh();
+    let again = django::migrate(&mut conn, Backend::Sqlite, AutoField::AutoField).unwrap();
+    assert!(!again.created_django_tables);
+    assert!(again.djauth_migrations.is_empty());
+    assert!(django::check_tables(&mut conn, Backend::Sqlite)
+        .unwrap()
+        .is_empty());
+    conn.batch_execute("DROP TABLE django_session").unwrap();
+    let err = django::migrate(&mut conn, Backend::Sqlite, AutoField::AutoField).unwrap_err();
+    assert!(err.to_string().contains("django_session"), "{err}");
+    assert_eq!(
+        django::check_tables(&mut conn, Backend::Sqlite)
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[test]
+fn users_authenticate_with_djangos_semantics() {
+    let (mut conn, _path) = fresh();
+    let model = UserModel::load(&mut conn, Backend::Sqlite, &DEFAULT_MODEL).unwrap();
+    let hashers = md5_first();
+    let password = hashers.make_password("s3cret pass", None, None).unwrap();
+    let user = model
+        .create_user(
+            &mut conn,
+            &NewUser {
+                username: "alice".into(),
+                email: "a@example.com".into(),
+                password,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(user.pk, "1");
+    assert!(user.is_active && !user.is_staff && user.last_login.is_none());
+    assert!(model
+        .authenticate(&mut conn, &hashers, "alice", "s3cret pass")
+        .unwrap()
+        .is_some());
+    assert!(model
+        .authenticate(&mut conn, &hashers, "alice", "wrong")
+        .unwrap()
+        .is_none());
+    assert!(
+        model
+            .authenticate(&mut conn, &hashers, "Alice", "s3cret pass")
+            .unwrap()
+            .is_none(),
+        "exact match"
+    );
+    assert!(model
+        .authenticate(&mut conn, &hashers, "nobody", "x")
+        .unwrap()
+        .is_none());
+
+    // A hash from a listed but non-preferred hasher is rewritten on a successful login.
+    let mut u = model.get_by_pk(&mut conn, "1").unwrap().unwrap();
+    let pbkdf2 = hashers
+        .make_password("s3cret pass", None, Some("pbkdf2_sha256"))
+        .unwrap();
+    model
+        .set_password(&mut conn, &mut u, pbkdf2.clone())
+        .unwrap();
+    model
+        .authenticate(&mut conn, &hashers, "alice", "s3cret pass")
+        .unwrap()
+        .unwrap();
+    let upgraded = model.get_by_pk(&mut conn, "1").unwrap().unwrap().password;
+    assert!(upgraded.starts_with("md5$"), "{upgraded}");
+
+    // last_login round-trips through Django's text format.
+    let mut u = model.get_by_pk(&mut conn, "1").unwrap().unwrap();
+    model.update_last_login(&mut conn, &mut u).unwrap();
+    assert_eq!(
+        model.get_by_pk(&mut conn, "1").unwrap().unwrap().last_login,
+        u.last_login
+    );
+
+    // Inactive users cannot log in, but a rehash still happens (Django's setter runs first).
+    conn.batch_execute("UPDATE auth_user SET is_active = 0")
+        .unwrap();
+    assert!(model
+        .authenticate(&mut conn, &hashers, "alice", "s3cret pass")
+        .unwrap()
+        .is_none());
+    for bad in ["", "x", "1.5", "99999999999999999999"] {
+        assert!(
+            model.get_by_pk(&mut conn, bad).unwrap().is_none(),
+            "{bad:?}"
+        );
+    }
+    assert_eq!(Md5Hasher.algorithm(), "md5");
+}
+
+#[test]
+fn permissions_come_from_user_and_groups() {
+    let (mut conn, _path) = fresh();
+    let model = UserModel::load(&mut conn, Backend::Sqlite, &DEFAULT_MODEL).unwrap();
+    let user = model
+        .create_user(
+            &mut conn,
+            &NewUser {
+                username: "bob".into(),
+                password: "!".into(),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    conn.batch_execute(
+        "INSERT INTO auth_group (name) VALUES ('editors');
+         INSERT INTO auth_user_groups (user_id, group_id) VALUES (1, 1);
+         INSERT INTO auth_group_permissions (group_id, permission_id) SELECT 1, id FROM auth_permission WHERE codename = 'change_user';
+         INSERT INTO auth_user_user_permissions (user_id, permission_id) SELECT 1, id FROM auth_permission WHERE codename = 'view_session';",
+    )
+    .unwrap();
+    let q = PermissionQueries::new(&model);
+    let p = q.load(&mut conn, &model, &user).unwrap();
+    assert_eq!(p.user, ["sessions.view_session".to_string()].into());
+    assert_eq!(p.group, ["auth.change_user".to_string()].into());
+    assert!(p.has_perm("auth.change_user") && !p.has_perm("auth.add_user"));
+    assert!(p.has_module_perms("sessions") && !p.has_module_perms("contenttypes"));
+    conn.batch_execute("UPDATE auth_user SET is_superuser = 1")
+        .unwrap();
+    let root = model.get_by_pk(&mut conn, "1").unwrap().unwrap();
+    let p = q.load(&mut conn, &model, &root).unwrap();
+    assert_eq!(
+        p.all().len(),
+        20,
+        "an active superuser has every permission in the table"
+    );
+}

@@ -9,6 +9,7 @@ mod password;
 mod session;
 mod signing;
 mod token;
+mod user;
 
 use crate::config::{ConfigError, Settings};
 use clap::{Parser, Subcommand};
@@ -53,6 +54,9 @@ pub enum Command {
     Check,
     /// Delete expired sessions (manage.py clearsessions).
     Clearsessions,
+    /// Users and their permissions as Django's ModelBackend sees them.
+    #[command(subcommand)]
+    User(user::UserCommand),
 }
 
 /// What a command reports when it does not succeed.
@@ -104,6 +108,7 @@ pub fn run(command: Command, settings: &Settings) -> CmdResult {
         Command::Migrate => db::migrate(settings),
         Command::Check => db::check(settings),
         Command::Clearsessions => db::clearsessions(settings),
+        Command::User(c) => user::run(c, settings),
     }
 }
 

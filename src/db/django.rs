@@ -91,10 +91,25 @@ pub fn ddl(backend: Backend, auto: AutoField) -> Vec<&'static str> {
         (Backend::Mysql, AutoField::AutoField) => MYSQL_DDL_AUTO,
         (Backend::Mysql, AutoField::BigAutoField) => MYSQL_DDL_BIG,
     };
-    // Each chunk starts with the rest of its marker line (the migration it came from).
-    text.split(STATEMENT_MARK)
-        .skip(1)
-        .map(|chunk| chunk.split_once('\n').map_or("", |(_, stmt)| stmt))
+    // A statement is every line after a marker line up to the next one; the header before
+    // the first marker (which mentions the marker too, indented) is commentary.
+    let mut statements: Vec<&'static str> = vec![];
+    let mut start: Option<usize> = None;
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        if line.starts_with(STATEMENT_MARK) {
+            if let Some(s) = start {
+                statements.push(&text[s..offset]);
+            }
+            start = Some(offset + line.len());
+        }
+        offset += line.len();
+    }
+    if let Some(s) = start {
+        statements.push(&text[s..]);
+    }
+    statements
+        .into_iter()
         .map(|s| s.trim().trim_end_matches(';').trim())
         .filter(|s| !s.is_empty())
         .collect()
@@ -308,4 +323,36 @@ pub fn check_tables(conn: &mut DbConnection, backend: Backend) -> Result<Vec<Pro
         }
     }
     Ok(problems)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ddl_files_parse_into_their_marked_statements() {
+        for (backend, auto, text) in [
+            (Backend::Sqlite, AutoField::AutoField, SQLITE_DDL),
+            (Backend::Postgres, AutoField::AutoField, POSTGRES_DDL_AUTO),
+            (Backend::Postgres, AutoField::BigAutoField, POSTGRES_DDL_BIG),
+            (Backend::Mysql, AutoField::AutoField, MYSQL_DDL_AUTO),
+            (Backend::Mysql, AutoField::BigAutoField, MYSQL_DDL_BIG),
+        ] {
+            let marked = text
+                .lines()
+                .filter(|l| l.starts_with(STATEMENT_MARK))
+                .count();
+            let stmts = ddl(backend, auto);
+            assert_eq!(stmts.len(), marked, "{backend:?} {auto:?}");
+            assert!(
+                stmts
+                    .iter()
+                    .all(|s| !s.starts_with("--") && !s.ends_with(';')),
+                "{backend:?}"
+            );
+        }
+        assert!(ddl(Backend::Postgres, AutoField::BigAutoField)
+            .iter()
+            .any(|s| s.contains("bigint")));
+    }
 }

@@ -12,6 +12,7 @@ mod proptests;
 pub mod session;
 pub mod signing;
 pub mod tokens;
+pub mod validators;
 
 use std::fmt;
 use std::str::FromStr;

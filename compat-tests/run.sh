@@ -84,8 +84,8 @@ setup_venv() { # setup_venv VERSION -> prints the venv's python
 
 # --- the binary ------------------------------------------------------------------------
 if [ -z "${DJAUTH_BIN:-}" ]; then
-    log "cargo build --bin djauth"
-    (cd "$REPO" && cargo build --bin djauth) || die "cargo build failed"
+    log "cargo build --bin djauth --features ${DJAUTH_CARGO_FEATURES:-mysql}"
+    (cd "$REPO" && cargo build --bin djauth --features "${DJAUTH_CARGO_FEATURES:-mysql}") || die "cargo build failed"
     # honours CARGO_TARGET_DIR / build.target-dir
     target_dir="$(cd "$REPO" && cargo metadata --format-version 1 --no-deps 2>/dev/null |
         python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')" || target_dir="$REPO/target"

@@ -48,6 +48,20 @@ impl SameSite {
     }
 }
 
+/// One `AUTH_PASSWORD_VALIDATORS` entry: a table `{NAME = "...", OPTIONS = {...}}` as in
+/// Django, or just the dotted name (what a comma-separated environment variable gives).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum PasswordValidatorSetting {
+    Name(String),
+    Entry {
+        #[serde(rename = "NAME")]
+        name: String,
+        #[serde(rename = "OPTIONS", default)]
+        options: serde_json::Map<String, serde_json::Value>,
+    },
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE", default, deny_unknown_fields)]
 pub struct Settings {
@@ -69,6 +83,8 @@ pub struct Settings {
     /// The user model's `USERNAME_FIELD` and `EMAIL_FIELD` (class attributes in Django).
     pub username_field: String,
     pub email_field: String,
+    /// Django's global default is `[]`; `startproject` writes the four built-in validators.
+    pub auth_password_validators: Vec<PasswordValidatorSetting>,
 
     pub session_engine: String,
     pub session_serializer: String,
@@ -122,6 +138,7 @@ impl Default for Settings {
             auth_user_table: None,
             username_field: "username".into(),
             email_field: "email".into(),
+            auth_password_validators: vec![],
             session_engine: "django.contrib.sessions.backends.db".into(),
             session_serializer: "django.contrib.sessions.serializers.JSONSerializer".into(),
             session_cookie_name: "sessionid".into(),
@@ -250,6 +267,7 @@ impl Settings {
         self.time_zone()?;
         self.hashers()?;
         self.session_engine()?;
+        self.password_validators()?;
         if self.session_serializer != "django.contrib.sessions.serializers.JSONSerializer"
             && self.session_serializer != "django.core.signing.JSONSerializer"
         {
@@ -319,6 +337,28 @@ impl Settings {
             username_field: &self.username_field,
             email_field: &self.email_field,
         }
+    }
+
+    /// `AUTH_PASSWORD_VALIDATORS`, loaded.
+    pub fn password_validators(
+        &self,
+    ) -> Result<Vec<crate::formats::validators::Validator>, ConfigError> {
+        use crate::formats::validators::{from_setting, ValidatorEntry};
+        let entries: Vec<ValidatorEntry> = self
+            .auth_password_validators
+            .iter()
+            .map(|v| match v {
+                PasswordValidatorSetting::Name(name) => ValidatorEntry {
+                    name: name.clone(),
+                    options: Default::default(),
+                },
+                PasswordValidatorSetting::Entry { name, options } => ValidatorEntry {
+                    name: name.clone(),
+                    options: options.clone(),
+                },
+            })
+            .collect();
+        from_setting(&entries).map_err(|e| err(format!("AUTH_PASSWORD_VALIDATORS: {e}")))
     }
 
     /// Django refuses to run without it; so does every djauth command that signs or verifies.
@@ -420,6 +460,12 @@ fn env_value(name: &str, raw: &str, default: &toml::Value) -> Result<toml::Value
                 .parse()
                 .map_err(|_| err(format!("{var}: {raw:?} is not an integer")))?,
         ),
+        // A JSON list carries OPTIONS: [{"NAME": "...", "OPTIONS": {"min_length": 12}}].
+        toml::Value::Array(_) if raw.trim_start().starts_with('[') => {
+            let json: serde_json::Value = serde_json::from_str(raw)
+                .map_err(|e| err(format!("{var}: not a valid JSON list: {e}")))?;
+            toml::Value::try_from(json).map_err(|e| err(format!("{var}: {e}")))?
+        }
         toml::Value::Array(_) => toml::Value::Array(
             raw.split(',')
                 .map(str::trim)
@@ -532,6 +578,36 @@ mod tests {
             let e = load(*toml, env).unwrap_err().to_string();
             assert!(e.contains(needle), "{needle}: {e}");
         }
+    }
+
+    #[test]
+    fn password_validators_from_file_and_env() {
+        let toml = "[[AUTH_PASSWORD_VALIDATORS]]\nNAME = \"django.contrib.auth.password_validation.MinimumLengthValidator\"\nOPTIONS = { min_length = 12 }\n";
+        let s = load(Some(toml), &[]).unwrap();
+        assert_eq!(s.password_validators().unwrap().len(), 1);
+        let s = load(
+            None,
+            &[(
+                "DJAUTH_AUTH_PASSWORD_VALIDATORS",
+                "django.contrib.auth.password_validation.NumericPasswordValidator, django.contrib.auth.password_validation.CommonPasswordValidator",
+            )],
+        )
+        .unwrap();
+        assert_eq!(s.password_validators().unwrap().len(), 2);
+        let json = r#"[{"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 3}}]"#;
+        assert!(load(None, &[("DJAUTH_AUTH_PASSWORD_VALIDATORS", json)]).is_ok());
+        let e = load(None, &[("DJAUTH_AUTH_PASSWORD_VALIDATORS", "x.Nope")])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("AUTH_PASSWORD_VALIDATORS"), "{e}");
+        assert!(
+            load(None, &[])
+                .unwrap()
+                .password_validators()
+                .unwrap()
+                .is_empty(),
+            "Django's default is []"
+        );
     }
 
     #[test]

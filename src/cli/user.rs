@@ -61,7 +61,7 @@ fn find(
         (None, Some(pk)) => model.get_by_pk(conn, pk),
         _ => return Err(Failure::Config("name a user: USERNAME or --id PK".into())),
     }
-    .map_err(|e| refused(e))?;
+    .map_err(refused)?;
     found.ok_or_else(|| refused("no such user"))
 }
 

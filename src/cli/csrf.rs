@@ -2,7 +2,7 @@ use super::{refused, CmdResult, Failure};
 use crate::config::Settings;
 use crate::formats::csrf::{
     check_origin_and_referer, check_request_token, generate_secret, mask_cipher_secret,
-    parse_header_name, secret_from_cookie, try_unmask_cipher_token, OriginContext,
+    parse_header_name, secret_from_cookie, try_unmask_cipher_token, wsgi_header_str, OriginContext,
     CSRF_TOKEN_LENGTH,
 };
 use clap::Subcommand;
@@ -84,8 +84,9 @@ pub fn run(cmd: CsrfCommand, settings: &Settings) -> CmdResult {
                     settings.csrf_header_name
                 ))
             })?;
+            let header_value = wsgi_header_str(token.as_bytes());
             let (post, hdr) = if header {
-                (None, Some(token.as_str()))
+                (None, Some(header_value.as_str()))
             } else {
                 (Some(token.as_str()), None)
             };

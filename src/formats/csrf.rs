@@ -295,6 +295,13 @@ pub fn parse_header_name(meta_key: &str) -> Option<String> {
     Some(py_title(&name.replace('_', "-")))
 }
 
+/// An HTTP header value as Django sees it in `request.META`: WSGI decodes header bytes as
+/// Latin-1, so a multi-byte UTF-8 character counts as several characters (a 32-character
+/// token with an `é` has "incorrect length", not "invalid characters").
+pub fn wsgi_header_str(bytes: &[u8]) -> String {
+    bytes.iter().map(|&b| b as char).collect()
+}
+
 /// `_check_token` after the secret has been read.
 ///
 /// * `secret`: from [`secret_from_cookie`] / [`secret_from_session`]; `None` = no

@@ -6,6 +6,7 @@
 //! * [`config`] — [`config::Settings`], Django's setting names with Django's defaults.
 //! * [`cli`] — the `djauth` command line.
 
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod db;

@@ -2,9 +2,7 @@
 
 use super::{CmdResult, Failure};
 use crate::config::Settings;
-use crate::db::{self, django, users::UserModel, Backend, DbConnection, Dialect};
-use diesel::prelude::*;
-use diesel::sql_types::Text;
+use crate::db::{self, django, users::UserModel, Backend, DbConnection};
 
 pub(crate) fn connect(settings: &Settings) -> Result<(db::PooledConn, Backend), Failure> {
     let (pool, backend) =
@@ -102,16 +100,8 @@ pub fn clearsessions(settings: &Settings) -> CmdResult {
         return Ok(());
     }
     let (mut conn, backend) = connect(settings)?;
-    let d = Dialect(backend);
-    let sql = format!(
-        "DELETE FROM {} WHERE {} < {}",
-        d.ident("django_session"),
-        d.ident("expire_date"),
-        d.text_as_datetime(1)
-    );
-    diesel::sql_query(sql)
-        .bind::<Text, _>(db::datetime_to_text(backend, db::now_utc()))
-        .execute(&mut *conn)
-        .map_err(|e| Failure::Refused(e.to_string()))?;
+    db::sessions::SessionTable::new(backend)
+        .clear_expired(&mut conn, db::now_utc())
+        .map_err(db_failure)?;
     Ok(())
 }

@@ -1,6 +1,10 @@
+use super::db::connect;
+use super::user::user_json;
 use super::{now_or, read_json_object, refused, CmdResult};
+use crate::auth;
 use crate::config::Settings;
-use crate::formats::session::{AuthHashCheck, Engine};
+use crate::db::{now_utc, sessions::SessionTable, users::UserModel};
+use crate::formats::session::{AuthHashCheck, Engine, SessionData};
 use clap::{Subcommand, ValueEnum};
 
 #[derive(Subcommand, Debug)]
@@ -28,6 +32,16 @@ pub enum SessionCommand {
         hash: String,
         password_field: String,
     },
+    /// Print the data of an unexpired django_session row as JSON.
+    Load { session_key: String },
+    /// Which user the django_session row KEY belongs to, as Django's get_user decides:
+    /// {"user": {...} | null, "action": "none" | "flush" | "cycle"}. Changes nothing.
+    User { session_key: String },
+    /// Log USERNAME in as Django's login() does on a fresh session: write the row, update
+    /// last_login, print the new session key.
+    Login { username: String },
+    /// Delete the django_session row KEY (what logout's flush does to storage).
+    Flush { session_key: String },
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug)]
@@ -47,6 +61,80 @@ fn engine(arg: Option<EngineArg>, settings: &Settings) -> Result<Engine, super::
 
 pub fn run(cmd: SessionCommand, settings: &Settings) -> CmdResult {
     match cmd {
+        SessionCommand::Load { session_key } => {
+            let (mut conn, backend) = connect(settings)?;
+            let blob = SessionTable::new(backend)
+                .load(&mut conn, &session_key, now_utc())
+                .map_err(refused)?
+                .ok_or_else(|| refused("no unexpired session with that key"))?;
+            let data = settings
+                .session_codec()?
+                .decode_db(&blob)
+                .map_err(refused)?;
+            println!("{}", serde_json::Value::Object(data));
+        }
+        SessionCommand::User { session_key } => {
+            let (mut conn, backend) = connect(settings)?;
+            let blob = SessionTable::new(backend)
+                .load(&mut conn, &session_key, now_utc())
+                .map_err(refused)?;
+            // Django treats a missing, expired or undecodable session as empty: anonymous.
+            let data = blob
+                .and_then(|b| settings.session_codec().ok()?.decode_db(&b).ok())
+                .unwrap_or_default();
+            let model = UserModel::load(&mut conn, backend, &settings.user_model_settings())
+                .map_err(refused)?;
+            let hasher = settings.session_auth_hasher()?;
+            let resolution =
+                auth::resolve(&data, &settings.authentication_backends, &hasher, |pk| {
+                    model.get_by_pk(&mut conn, pk)
+                })
+                .map_err(refused)?;
+            let (user, action) = match &resolution {
+                auth::Resolution::Anonymous => (None, "none"),
+                auth::Resolution::User(u) => (Some(u), "none"),
+                auth::Resolution::Rehash { user, .. } => (Some(user), "cycle"),
+                auth::Resolution::Flush => (None, "flush"),
+            };
+            println!(
+                "{}",
+                serde_json::json!({"user": user.map(user_json), "action": action})
+            );
+        }
+        SessionCommand::Login { username } => {
+            let (mut conn, backend) = connect(settings)?;
+            let model = UserModel::load(&mut conn, backend, &settings.user_model_settings())
+                .map_err(refused)?;
+            let mut user = model
+                .get_by_username(&mut conn, &username)
+                .map_err(refused)?
+                .ok_or_else(|| refused("no such user"))?;
+            let hasher = settings.session_auth_hasher()?;
+            let backend_path = settings
+                .authentication_backends
+                .first()
+                .map(String::as_str)
+                .unwrap_or_default();
+            let data = auth::login_data(SessionData::new(), &user, backend_path, &hasher);
+            let now = now_utc();
+            let blob = settings
+                .session_codec()?
+                .encode_db_at(&data, crate::formats::signing::now_unix());
+            let expire = now + chrono::Duration::seconds(settings.session_cookie_age);
+            let key = SessionTable::new(backend)
+                .create(&mut conn, &blob, expire)
+                .map_err(refused)?;
+            model
+                .update_last_login(&mut conn, &mut user)
+                .map_err(refused)?;
+            println!("{key}");
+        }
+        SessionCommand::Flush { session_key } => {
+            let (mut conn, backend) = connect(settings)?;
+            SessionTable::new(backend)
+                .delete(&mut conn, &session_key)
+                .map_err(refused)?;
+        }
         SessionCommand::Decode {
             engine: e,
             now,

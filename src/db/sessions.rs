@@ -1,0 +1,158 @@
+//! `django_session` as Django's `db` session engine uses it: load only unexpired rows,
+//! create with a fresh key (retrying on a collision), save by UPDATE and fail if the row has
+//! gone (Django's `UpdateError` → `SessionInterrupted`), delete, clear expired.
+
+use super::{datetime_to_text, Backend, DbConnection, DbError, Dialect};
+use crate::formats::session::new_session_key;
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use diesel::sql_types::Text;
+
+#[derive(Debug, Clone)]
+pub struct SessionTable {
+    backend: Backend,
+    load: String,
+    insert: String,
+    update: String,
+    delete: String,
+    clear_expired: String,
+}
+
+#[derive(QueryableByName)]
+struct DataRow {
+    #[diesel(sql_type = Text)]
+    session_data: String,
+}
+
+/// Why a save did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum SaveError {
+    /// The row was deleted meanwhile (another request logged out): Django raises
+    /// `SessionInterrupted` and answers 400.
+    #[error("the session was deleted before the request finished")]
+    Interrupted,
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+impl SessionTable {
+    pub fn new(backend: Backend) -> Self {
+        let d = Dialect(backend);
+        let t = d.ident("django_session");
+        let (key, data, expire) = (
+            d.ident("session_key"),
+            d.ident("session_data"),
+            d.ident("expire_date"),
+        );
+        SessionTable {
+            backend,
+            load: format!(
+                "SELECT {data} AS session_data FROM {t} WHERE {key} = {} AND {expire} > {}",
+                d.param(1),
+                d.text_as_datetime(2)
+            ),
+            insert: format!(
+                "INSERT INTO {t} ({key}, {data}, {expire}) VALUES ({}, {}, {})",
+                d.param(1),
+                d.param(2),
+                d.text_as_datetime(3)
+            ),
+            update: format!(
+                "UPDATE {t} SET {data} = {}, {expire} = {} WHERE {key} = {}",
+                d.param(1),
+                d.text_as_datetime(2),
+                d.param(3)
+            ),
+            delete: format!("DELETE FROM {t} WHERE {key} = {}", d.param(1)),
+            clear_expired: format!("DELETE FROM {t} WHERE {expire} < {}", d.text_as_datetime(1)),
+        }
+    }
+
+    /// `SessionStore(key).load()`: the signed data of an unexpired row.
+    pub fn load(
+        &self,
+        conn: &mut DbConnection,
+        key: &str,
+        now: NaiveDateTime,
+    ) -> Result<Option<String>, DbError> {
+        let rows: Vec<DataRow> = diesel::sql_query(&self.load)
+            .bind::<Text, _>(key)
+            .bind::<Text, _>(datetime_to_text(self.backend, now))
+            .load(conn)?;
+        Ok(rows.into_iter().next().map(|r| r.session_data))
+    }
+
+    /// `create()`: a new random key, inserted at once, retried on a key collision.
+    pub fn create(
+        &self,
+        conn: &mut DbConnection,
+        data: &str,
+        expire: NaiveDateTime,
+    ) -> Result<String, DbError> {
+        loop {
+            let key = new_session_key();
+            match self.insert(conn, &key, data, expire) {
+                Ok(()) => return Ok(key),
+                Err(DbError::Query(DieselError::DatabaseError(
+                    DatabaseErrorKind::UniqueViolation,
+                    _,
+                ))) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn insert(
+        &self,
+        conn: &mut DbConnection,
+        key: &str,
+        data: &str,
+        expire: NaiveDateTime,
+    ) -> Result<(), DbError> {
+        diesel::sql_query(&self.insert)
+            .bind::<Text, _>(key)
+            .bind::<Text, _>(data)
+            .bind::<Text, _>(datetime_to_text(self.backend, expire))
+            .execute(conn)?;
+        Ok(())
+    }
+
+    /// `save()` of an existing key (`force_update`).
+    pub fn save(
+        &self,
+        conn: &mut DbConnection,
+        key: &str,
+        data: &str,
+        expire: NaiveDateTime,
+    ) -> Result<(), SaveError> {
+        let n = diesel::sql_query(&self.update)
+            .bind::<Text, _>(data)
+            .bind::<Text, _>(datetime_to_text(self.backend, expire))
+            .bind::<Text, _>(key)
+            .execute(conn)
+            .map_err(DbError::from)?;
+        if n == 0 {
+            return Err(SaveError::Interrupted);
+        }
+        Ok(())
+    }
+
+    pub fn delete(&self, conn: &mut DbConnection, key: &str) -> Result<(), DbError> {
+        diesel::sql_query(&self.delete)
+            .bind::<Text, _>(key)
+            .execute(conn)?;
+        Ok(())
+    }
+
+    /// `clear_expired()`: what `clearsessions` runs for the db engines.
+    pub fn clear_expired(
+        &self,
+        conn: &mut DbConnection,
+        now: NaiveDateTime,
+    ) -> Result<usize, DbError> {
+        Ok(diesel::sql_query(&self.clear_expired)
+            .bind::<Text, _>(datetime_to_text(self.backend, now))
+            .execute(conn)?)
+    }
+}

@@ -25,6 +25,10 @@ fn main() {
             pbkdf2(iterations.parse().unwrap(), count.parse().unwrap())
         }
         ["decode", file, repeat] => decode(file, repeat.parse().unwrap()),
+        // `cargo test --all-targets` runs this binary with no arguments: nothing to measure.
+        [] => eprintln!(
+            "bench/formats.rs is driven by bench/formats.py; nothing to do without arguments"
+        ),
         _ => {
             eprintln!("usage: formats pbkdf2 ITERATIONS COUNT | formats decode FILE REPEAT");
             std::process::exit(2);

@@ -466,6 +466,13 @@ fn env_value(name: &str, raw: &str, default: &toml::Value) -> Result<toml::Value
                 .map_err(|e| err(format!("{var}: not a valid JSON list: {e}")))?;
             toml::Value::try_from(json).map_err(|e| err(format!("{var}: {e}")))?
         }
+        // Keys are used exactly as written, spaces included (Django does not strip them).
+        toml::Value::Array(_) if name == "SECRET_KEY_FALLBACKS" => toml::Value::Array(
+            raw.split(',')
+                .filter(|s| !s.is_empty())
+                .map(|s| toml::Value::String(s.to_owned()))
+                .collect(),
+        ),
         toml::Value::Array(_) => toml::Value::Array(
             raw.split(',')
                 .map(str::trim)
@@ -517,6 +524,7 @@ mod tests {
             &[
                 ("DJAUTH_SECRET_KEY", "env"),
                 ("DJAUTH_SECRET_KEY_FALLBACKS", "old1, old2"),
+                ("DJAUTH_ALLOWED_HOSTS", " a.example , b.example"),
                 ("DJAUTH_SESSION_COOKIE_SECURE", "true"),
                 ("DJAUTH_SESSION_COOKIE_SAMESITE", "false"),
                 ("DATABASE_URL", "sqlite://x.db"),
@@ -526,7 +534,12 @@ mod tests {
         .unwrap();
         assert_eq!(s.secret_key, "env");
         assert_eq!(s.session_cookie_age, 10);
-        assert_eq!(s.secret_key_fallbacks, ["old1", "old2"]);
+        assert_eq!(
+            s.secret_key_fallbacks,
+            ["old1", " old2"],
+            "keys keep their spaces"
+        );
+        assert_eq!(s.allowed_hosts, ["a.example", "b.example"]);
         assert!(s.session_cookie_secure);
         assert_eq!(s.session_cookie_samesite.attribute(), None);
         assert_eq!(s.database_url.as_deref(), Some("sqlite://x.db"));

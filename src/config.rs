@@ -114,6 +114,8 @@ pub struct Settings {
     pub login_url: String,
     pub login_redirect_url: String,
     pub logout_redirect_url: Option<String>,
+    /// Directories searched for `registration/*.html` before djauth's own templates.
+    pub template_dirs: Vec<String>,
 }
 
 impl Default for Settings {
@@ -165,6 +167,7 @@ impl Default for Settings {
             login_url: "/accounts/login/".into(),
             login_redirect_url: "/accounts/profile/".into(),
             logout_redirect_url: None,
+            template_dirs: vec![],
         }
     }
 }

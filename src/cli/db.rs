@@ -46,6 +46,26 @@ pub fn migrate(settings: &Settings) -> CmdResult {
     Ok(())
 }
 
+/// `djauth serve`: the embedded SQLite default is migrated on first start.
+pub fn serve(settings: &Settings, bind: &str) -> CmdResult {
+    settings.require_secret_key()?;
+    let (mut conn, backend) = connect(settings)?;
+    if backend == Backend::Sqlite {
+        let report = django::migrate(&mut conn, backend, settings.default_auto_field()?)
+            .map_err(db_failure)?;
+        if report.created_django_tables {
+            eprintln!(
+                "djauth: created Django's tables in {}",
+                settings.database_url()
+            );
+        }
+    }
+    drop(conn);
+    actix_web::rt::System::new()
+        .block_on(crate::web::serve(settings.clone(), bind))
+        .map_err(|e| Failure::Refused(format!("{e:#}")))
+}
+
 /// `djauth check`: every problem with its fix; exit 1 on any.
 pub fn check(settings: &Settings) -> CmdResult {
     let mut problems: Vec<django::Problem> = vec![];

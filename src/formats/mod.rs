@@ -6,6 +6,7 @@
 pub mod crypto;
 pub mod csrf;
 pub mod hashers;
+pub mod http;
 pub mod json;
 #[cfg(test)]
 mod proptests;

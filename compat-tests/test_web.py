@@ -1,0 +1,187 @@
+"""djauth serve and Django on one SQLite database and one SECRET_KEY: logging in and out on
+either side is seen by the other. Django runs in a subprocess (django_web_side) because the
+format tests configure Django in-process with other settings."""
+
+import http.client
+import os
+import re
+import secrets
+import socket
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+import urllib.parse
+from pathlib import Path
+
+import pytest
+
+import djcompat
+
+HERE = Path(__file__).resolve().parent
+DJANGO_SIDE = textwrap.dedent(
+    """
+    import json, sys, django
+    from django.conf import settings
+    cfg = json.loads(sys.argv[1])
+    settings.configure(
+        SECRET_KEY=cfg["secret"], USE_TZ=True, ALLOWED_HOSTS=["*"], ROOT_URLCONF=__name__,
+        INSTALLED_APPS=["django.contrib.auth", "django.contrib.contenttypes", "django.contrib.sessions"],
+        DATABASES={"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": cfg["db"]}},
+        PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"],
+        MIDDLEWARE=["django.contrib.sessions.middleware.SessionMiddleware",
+                    "django.contrib.auth.middleware.AuthenticationMiddleware"],
+    )
+    django.setup()
+    from django.http import HttpResponse
+    from django.urls import path
+    urlpatterns = [path("who", lambda r: HttpResponse(r.user.get_username() or "-"))]
+    from django.contrib.auth.models import User
+    from django.contrib.sessions.models import Session
+    from django.test import Client
+    op = cfg["op"]
+    if op == "create_user":
+        User.objects.create_user(cfg["username"], "x@example.com", cfg["password"])
+        print("ok")
+    elif op == "who":
+        c = Client()
+        c.cookies["sessionid"] = cfg["sessionid"]
+        print(c.get("/who").content.decode())
+    elif op == "login":
+        c = Client()
+        assert c.login(username=cfg["username"], password=cfg["password"])
+        print(c.cookies["sessionid"].value)
+    elif op == "session_exists":
+        print(Session.objects.filter(session_key=cfg["sessionid"]).exists())
+    """
+)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def site():
+    tmp = tempfile.mkdtemp(prefix="djauth-web-")
+    db = os.path.join(tmp, "db.sqlite3")
+    secret = secrets.token_urlsafe(40)
+    env = dict(
+        os.environ,
+        DATABASE_URL=f"sqlite://{db}",
+        DJAUTH_SECRET_KEY=secret,
+        DJAUTH_ALLOWED_HOSTS="127.0.0.1",
+        DJAUTH_PASSWORD_HASHERS="django.contrib.auth.hashers.MD5PasswordHasher",
+        DJAUTH_DJANGO_VERSION=os.environ.get("DJAUTH_DJANGO_VERSION", "5.2"),
+    )
+    subprocess.run([djcompat.DJAUTH_BIN, "migrate"], env=env, check=True, capture_output=True)
+    port = free_port()
+    proc = subprocess.Popen([djcompat.DJAUTH_BIN, "serve", "--bind", f"127.0.0.1:{port}"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 15
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            time.sleep(0.05)
+    else:
+        proc.kill()
+        pytest.fail("djauth serve did not start: " + proc.stderr.read().decode())
+
+    def django(op, **kw):
+        import json
+        out = subprocess.run([sys.executable, "-c", DJANGO_SIDE, json.dumps({"op": op, "db": db, "secret": secret, **kw})],
+                             capture_output=True, text=True, check=True)
+        return out.stdout.strip()
+
+    yield {"port": port, "django": django}
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+def request(site, method, path, body=None, cookies=None, headers=None):
+    conn = http.client.HTTPConnection("127.0.0.1", site["port"], timeout=10)
+    h = {"Host": f"127.0.0.1:{site['port']}"}
+    if cookies:
+        h["Cookie"] = "; ".join(f"{k}={v}" for k, v in cookies.items())
+    if body is not None:
+        body = urllib.parse.urlencode(body)
+        h["Content-Type"] = "application/x-www-form-urlencoded"
+    h.update(headers or {})
+    conn.request(method, path, body=body, headers=h)
+    r = conn.getresponse()
+    data = r.read().decode()
+    set_cookies = {}
+    for k, v in r.getheaders():
+        if k.lower() == "set-cookie":
+            name, _, rest = v.partition("=")
+            set_cookies[name] = rest.split(";")[0]
+    return r.status, dict((k.lower(), v) for k, v in r.getheaders()), data, set_cookies
+
+
+def login_page(site, csrf_cookie=None):
+    status, _, html, cookies = request(site, "GET", "/accounts/login/",
+                                       cookies={"csrftoken": csrf_cookie} if csrf_cookie else None)
+    assert status == 200
+    token = re.search(r'name="csrfmiddlewaretoken" value="([A-Za-z0-9]{64})"', html).group(1)
+    return token, cookies["csrftoken"]
+
+
+def test_login_on_djauth_is_seen_by_django_and_logout_ends_it(site):
+    site["django"]("create_user", username="alice", password="pw-alice")
+    token, csrf_cookie = login_page(site)
+    status, headers, _, cookies = request(site, "POST", "/accounts/login/?next=/after/",
+                                          {"username": "alice", "password": "pw-alice", "csrfmiddlewaretoken": token},
+                                          cookies={"csrftoken": csrf_cookie})
+    assert status == 302 and headers["location"] == "/after/"
+    assert cookies["csrftoken"] != csrf_cookie, "login rotates the CSRF secret"
+    key = cookies["sessionid"]
+    assert site["django"]("who", sessionid=key) == "alice"
+    # The token of the page before login no longer matches the rotated secret.
+    status, _, _, _ = request(site, "POST", "/accounts/logout/", {"csrfmiddlewaretoken": token},
+                              cookies={"csrftoken": cookies["csrftoken"], "sessionid": key})
+    assert status == 403
+    token, csrf_cookie = login_page(site, cookies["csrftoken"])
+    status, _, html, cookies2 = request(site, "POST", "/accounts/logout/", {"csrfmiddlewaretoken": token},
+                                        cookies={"csrftoken": csrf_cookie, "sessionid": key})
+    assert status == 200 and "Logged out" in html
+    assert cookies2["sessionid"] == '""'
+    assert site["django"]("who", sessionid=key) == "-"
+    assert site["django"]("session_exists", sessionid=key) == "False"
+
+
+def test_django_login_is_ended_by_djauth_logout(site):
+    site["django"]("create_user", username="bob", password="pw-bob")
+    key = site["django"]("login", username="bob", password="pw-bob")
+    token, csrf_cookie = login_page(site)
+    status, _, _, _ = request(site, "POST", "/accounts/logout/?next=/bye/", {"csrfmiddlewaretoken": token},
+                              cookies={"csrftoken": csrf_cookie, "sessionid": key})
+    assert status == 302
+    assert site["django"]("who", sessionid=key) == "-"
+
+
+def test_wrong_password_csrf_and_methods(site):
+    token, csrf_cookie = login_page(site)
+    status, _, html, cookies = request(site, "POST", "/accounts/login/",
+                                       {"username": "nobody", "password": "x", "csrfmiddlewaretoken": token},
+                                       cookies={"csrftoken": csrf_cookie})
+    assert status == 200
+    assert "Please enter a correct username and password. Note that both fields may be case-sensitive." in html
+    assert "sessionid" not in cookies
+    status, _, html, _ = request(site, "POST", "/accounts/login/", {"username": "a", "password": "b"},
+                                 cookies={"csrftoken": csrf_cookie})
+    assert status == 403 and "CSRF verification failed" in html
+    status, headers, _, _ = request(site, "GET", "/accounts/logout/")
+    if os.environ.get("DJAUTH_DJANGO_VERSION", "5.2") != "4.2":
+        assert status == 405 and headers["allow"] == "POST, OPTIONS"
+    status, _, _, _ = request(site, "GET", "/accounts/login/", headers={"Host": "evil.example"})
+    assert status == 400
+    status, _, html, _ = request(site, "POST", "/accounts/login/", {"csrfmiddlewaretoken": token},
+                                 cookies={"csrftoken": csrf_cookie})
+    assert status == 200 and html.count("This field is required.") == 2
+    status, _, _, _ = request(site, "GET", "/accounts/login/?next=//evil.com/")
+    assert status == 200

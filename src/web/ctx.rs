@@ -1,0 +1,517 @@
+//! One request's Django state: host, session, CSRF secret and user, and what the response
+//! must carry back (`SessionMiddleware.process_response`, `CsrfViewMiddleware.process_response`).
+
+use super::cookies::{self, CookieSpec};
+use super::AppState;
+use crate::auth::{self, Resolution};
+use crate::db::{now_utc, users::User};
+use crate::formats::csrf::{self, RejectReason};
+use crate::formats::session::{self as fsession, Engine, SessionData};
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{web, HttpRequest, HttpResponse};
+
+/// Django's view of a session during one request.
+pub struct Session {
+    /// The cookie the browser sent, if any.
+    cookie: Option<String>,
+    /// The db key of the loaded row (`None`: no row yet, or flushed).
+    key: Option<String>,
+    pub data: SessionData,
+    modified: bool,
+    /// A new key is due (login, cycle_key): the row is written under a fresh key.
+    new_key: bool,
+    /// Rows to delete when the response is written (old keys after cycle/flush).
+    doomed: Vec<String>,
+}
+
+impl Session {
+    pub fn insert(&mut self, k: &str, v: serde_json::Value) {
+        self.data.insert(k.into(), v);
+        self.modified = true;
+    }
+
+    /// `flush()`: empty data, the row deleted, no key (the cookie is then deleted).
+    pub fn flush(&mut self) {
+        self.doomed.extend(self.key.take());
+        self.data.clear();
+        self.new_key = false;
+        self.modified = true;
+    }
+
+    /// `cycle_key()`: same data under a new key; the old row is deleted.
+    pub fn cycle_key(&mut self) {
+        self.doomed.extend(self.key.take());
+        self.new_key = true;
+        self.modified = true;
+    }
+
+    fn is_empty(&self) -> bool {
+        self.key.is_none() && !self.new_key && self.data.is_empty()
+    }
+}
+
+/// The CSRF secret as `CsrfViewMiddleware` tracks it.
+pub struct Csrf {
+    secret: Option<String>,
+    /// The cookie was malformed: unsafe requests are refused with this reason.
+    cookie_error: Option<RejectReason>,
+    needs_update: bool,
+}
+
+pub struct Ctx {
+    pub host: String,
+    pub is_secure: bool,
+    pub session: Session,
+    pub csrf: Csrf,
+    user: Option<Option<User>>,
+}
+
+/// The 400 Django answers for a host not in `ALLOWED_HOSTS`.
+pub fn bad_request() -> HttpResponse {
+    HttpResponse::BadRequest()
+        .content_type("text/html")
+        .body("<!doctype html>\n<html lang=\"en\">\n<head>\n  <title>Bad Request (400)</title>\n</head>\n<body>\n  <h1>Bad Request (400)</h1><p></p>\n</body>\n</html>\n")
+}
+
+pub fn service_unavailable(reason: &str) -> HttpResponse {
+    tracing_free_log(reason);
+    HttpResponse::ServiceUnavailable()
+        .insert_header((header::RETRY_AFTER, "5"))
+        .content_type("text/plain; charset=utf-8")
+        .body("Service unavailable: the database cannot be reached.\n")
+}
+
+fn tracing_free_log(reason: &str) {
+    eprintln!("djauth: {reason}");
+}
+
+impl Ctx {
+    /// Validates the host and loads the session and CSRF secret. `Err` is the response.
+    pub async fn begin(
+        state: &web::Data<AppState>,
+        req: &HttpRequest,
+    ) -> Result<Ctx, HttpResponse> {
+        let raw_host = req
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("");
+        let Some(host) = crate::formats::http::validated_host(raw_host, &state.allowed_hosts)
+        else {
+            return Err(bad_request());
+        };
+        let cookie_header = req
+            .headers()
+            .get(header::COOKIE)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("");
+        let s = &state.settings;
+        let cookie = cookies::get(cookie_header, &s.session_cookie_name).map(str::to_owned);
+        let mut session = Session {
+            cookie: cookie.clone(),
+            key: None,
+            data: SessionData::new(),
+            modified: false,
+            new_key: false,
+            doomed: vec![],
+        };
+        if let Some(value) = cookie {
+            match state.engine {
+                Engine::Db if fsession::is_valid_session_key(&value) => {
+                    let st = state.clone();
+                    let key = value.clone();
+                    let blob = web::block(move || {
+                        let mut conn = st.pool.get().map_err(|e| e.to_string())?;
+                        st.sessions
+                            .load(&mut conn, &key, now_utc())
+                            .map_err(|e| e.to_string())
+                    })
+                    .await
+                    .map_err(|e| service_unavailable(&e.to_string()))?
+                    .map_err(|e| service_unavailable(&e))?;
+                    if let Some(blob) = blob {
+                        session.key = Some(value);
+                        // Django treats undecodable data as an empty session under the same key.
+                        session.data = state.codec.decode_db(&blob).unwrap_or_default();
+                    }
+                }
+                Engine::SignedCookies => {
+                    if let Ok(data) = state
+                        .codec
+                        .decode_cookie_at(&value, crate::formats::signing::now_unix())
+                    {
+                        session.data = data;
+                        session.key = Some(value);
+                    }
+                }
+                Engine::Db => {}
+            }
+        }
+        let csrf = if s.csrf_use_sessions {
+            let secret = session
+                .data
+                .get(csrf::CSRF_SESSION_KEY)
+                .and_then(|v| v.as_str())
+                .and_then(csrf::secret_from_session);
+            Csrf {
+                secret,
+                cookie_error: None,
+                needs_update: false,
+            }
+        } else {
+            match cookies::get(cookie_header, &s.csrf_cookie_name) {
+                None => Csrf {
+                    secret: None,
+                    cookie_error: None,
+                    needs_update: false,
+                },
+                Some(v) => match csrf::secret_from_cookie(v) {
+                    // A 64-character (masked) cookie is re-sent unmasked.
+                    Ok(secret) => Csrf {
+                        needs_update: secret != v,
+                        secret: Some(secret),
+                        cookie_error: None,
+                    },
+                    Err(reason) => Csrf {
+                        secret: Some(csrf::generate_secret()),
+                        cookie_error: Some(reason),
+                        needs_update: true,
+                    },
+                },
+            }
+        };
+        Ok(Ctx {
+            host: host.to_owned(),
+            is_secure: false,
+            session,
+            csrf,
+            user: None,
+        })
+    }
+
+    /// `get_token()`: a fresh masked token; the cookie is (re)sent with the response.
+    pub fn csrf_token(&mut self) -> String {
+        let secret = self
+            .csrf
+            .secret
+            .get_or_insert_with(csrf::generate_secret)
+            .clone();
+        self.csrf.needs_update = true;
+        csrf::mask_cipher_secret(&secret)
+    }
+
+    /// `rotate_token()` (on login).
+    pub fn rotate_csrf(&mut self) {
+        self.csrf.secret = Some(csrf::generate_secret());
+        self.csrf.cookie_error = None;
+        self.csrf.needs_update = true;
+    }
+
+    /// `CsrfViewMiddleware.process_view` for an unsafe method.
+    pub fn check_csrf(
+        &self,
+        state: &AppState,
+        req: &HttpRequest,
+        post_token: Option<&str>,
+    ) -> Result<(), RejectReason> {
+        let s = &state.settings;
+        let origin = req
+            .headers()
+            .get(header::ORIGIN)
+            .map(|v| csrf::wsgi_header_str(v.as_bytes()));
+        let referer = req
+            .headers()
+            .get(header::REFERER)
+            .map(|v| csrf::wsgi_header_str(v.as_bytes()));
+        let cookie_domain = if s.csrf_use_sessions {
+            s.session_cookie_domain.as_deref()
+        } else {
+            s.csrf_cookie_domain.as_deref()
+        };
+        let ctx = csrf::OriginContext {
+            is_secure: self.is_secure,
+            host: &self.host,
+            server_port: req
+                .connection_info()
+                .host()
+                .rsplit_once(':')
+                .and_then(|(_, p)| p.parse().ok())
+                .unwrap_or(80),
+            origin: origin.as_deref(),
+            referer: referer.as_deref(),
+            trusted_origins: &s.csrf_trusted_origins,
+            cookie_domain,
+            allowed_hosts: &[],
+        };
+        csrf::check_origin_and_referer(&ctx)?;
+        if let Some(reason) = &self.csrf.cookie_error {
+            return Err(reason.clone());
+        }
+        let header_name =
+            csrf::parse_header_name(&s.csrf_header_name).unwrap_or_else(|| "X-Csrftoken".into());
+        let header_value = req
+            .headers()
+            .get(header_name.as_str())
+            .map(|v| csrf::wsgi_header_str(v.as_bytes()));
+        csrf::check_request_token(
+            self.csrf.secret.as_deref(),
+            req.method() == actix_web::http::Method::POST,
+            post_token,
+            header_value.as_deref(),
+            &header_name,
+        )
+    }
+
+    /// `request.user`: resolved once, applying Django's cycle or flush to the session.
+    pub async fn user(
+        &mut self,
+        state: &web::Data<AppState>,
+    ) -> Result<Option<User>, HttpResponse> {
+        if let Some(u) = &self.user {
+            return Ok(u.clone());
+        }
+        let st = state.clone();
+        let data = self.session.data.clone();
+        let resolution = web::block(move || {
+            let mut conn = st.pool.get().map_err(|e| e.to_string())?;
+            auth::resolve(
+                &data,
+                &st.settings.authentication_backends,
+                &st.auth_hasher,
+                |pk| st.users.get_by_pk(&mut conn, pk).map_err(|e| e.to_string()),
+            )
+        })
+        .await
+        .map_err(|e| service_unavailable(&e.to_string()))?
+        .map_err(|e| service_unavailable(&e))?;
+        let user = match resolution {
+            Resolution::Anonymous => None,
+            Resolution::User(u) => Some(u),
+            Resolution::Rehash { user, new_hash } => {
+                self.session.cycle_key();
+                self.session
+                    .insert(fsession::AUTH_HASH_KEY, new_hash.into());
+                Some(user)
+            }
+            Resolution::Flush => {
+                self.session.flush();
+                None
+            }
+        };
+        self.user = Some(user.clone());
+        Ok(user)
+    }
+
+    /// `login(request, user)`.
+    pub fn login(&mut self, state: &AppState, user: &User) {
+        let hash = state.auth_hasher.hash(&user.password);
+        let same =
+            crate::auth::session_user_id(&self.session.data).as_deref() == Some(user.pk.as_str());
+        if crate::auth::session_user_id(&self.session.data).is_some() {
+            let stored = self
+                .session
+                .data
+                .get(fsession::AUTH_HASH_KEY)
+                .and_then(|v| v.as_str());
+            if !same || stored != Some(hash.as_str()) {
+                self.session.flush();
+            }
+        } else {
+            self.session.cycle_key();
+        }
+        let backend = state
+            .settings
+            .authentication_backends
+            .first()
+            .cloned()
+            .unwrap_or_default();
+        let data = std::mem::take(&mut self.session.data);
+        self.session.data = crate::auth::login_data(data, user, &backend, &state.auth_hasher);
+        self.session.modified = true;
+        if self.session.key.is_none() {
+            self.session.new_key = true;
+        }
+        self.rotate_csrf();
+        self.user = Some(Some(user.clone()));
+    }
+
+    /// `logout(request)`.
+    pub fn logout(&mut self) {
+        self.session.flush();
+        self.user = Some(None);
+    }
+
+    /// Writes the session back and sets or deletes cookies, as the middleware does.
+    pub async fn finish(
+        mut self,
+        state: &web::Data<AppState>,
+        mut resp: HttpResponse,
+    ) -> HttpResponse {
+        let s = &state.settings;
+        let status = resp.status();
+        let mut set_cookies: Vec<String> = vec![];
+        let mut vary = false;
+        let now = chrono::Utc::now();
+        let empty = self.session.is_empty();
+        // Old rows go first: a cycled or flushed key must never stay valid.
+        let doomed = std::mem::take(&mut self.session.doomed);
+        let mut save: Option<(Option<String>, String, chrono::NaiveDateTime)> = None;
+        if self.session.cookie.is_some() && empty {
+            set_cookies.push(cookies::delete_cookie(
+                &s.session_cookie_name,
+                s.session_cookie_domain.as_deref(),
+                &s.session_cookie_path,
+                s.session_cookie_samesite.attribute(),
+            ));
+            vary = true;
+        } else if (self.session.modified || s.session_save_every_request)
+            && !empty
+            && !status.is_server_error()
+        {
+            if s.csrf_use_sessions {
+                if let Some(secret) = &self.csrf.secret {
+                    if self.csrf.needs_update {
+                        self.session
+                            .data
+                            .insert(csrf::CSRF_SESSION_KEY.into(), secret.clone().into());
+                    }
+                }
+            }
+            let expiry = fsession::expiry_of(&self.session.data, chrono_tz::UTC);
+            let age = fsession::expiry_age(&expiry, now, s.session_cookie_age);
+            let browser_close = fsession::expire_at_browser_close(
+                &self.session.data,
+                s.session_expire_at_browser_close,
+            );
+            let expire_date = fsession::expiry_date(&expiry, now, s.session_cookie_age).naive_utc();
+            let value = match state.engine {
+                Engine::Db => {
+                    save = Some((
+                        self.session.key.clone(),
+                        state
+                            .codec
+                            .encode_db_at(&self.session.data, crate::formats::signing::now_unix()),
+                        expire_date,
+                    ));
+                    None
+                }
+                Engine::SignedCookies => Some(
+                    state
+                        .codec
+                        .encode_cookie_at(&self.session.data, crate::formats::signing::now_unix()),
+                ),
+            };
+            let st = state.clone();
+            let result = web::block(move || -> Result<Option<String>, String> {
+                let mut conn = st.pool.get().map_err(|e| e.to_string())?;
+                for k in &doomed {
+                    st.sessions
+                        .delete(&mut conn, k)
+                        .map_err(|e| e.to_string())?;
+                }
+                match save {
+                    Some((Some(key), blob, expire)) => {
+                        match st.sessions.save(&mut conn, &key, &blob, expire) {
+                            Ok(()) => Ok(Some(key)),
+                            Err(crate::db::sessions::SaveError::Interrupted) => {
+                                Err("interrupted".into())
+                            }
+                            Err(e) => Err(e.to_string()),
+                        }
+                    }
+                    Some((None, blob, expire)) => st
+                        .sessions
+                        .create(&mut conn, &blob, expire)
+                        .map(Some)
+                        .map_err(|e| e.to_string()),
+                    None => Ok(None),
+                }
+            })
+            .await;
+            let key = match result {
+                Ok(Ok(k)) => k.or(value),
+                Ok(Err(e)) if e == "interrupted" => {
+                    return HttpResponse::BadRequest()
+                        .content_type("text/html")
+                        .body("<h1>Bad Request (400)</h1>");
+                }
+                Ok(Err(e)) => return service_unavailable(&e),
+                Err(e) => return service_unavailable(&e.to_string()),
+            };
+            if let Some(key) = key {
+                set_cookies.push(cookies::set_cookie(
+                    &CookieSpec {
+                        name: &s.session_cookie_name,
+                        value: &key,
+                        max_age: (!browser_close).then_some(age),
+                        domain: s.session_cookie_domain.as_deref(),
+                        path: &s.session_cookie_path,
+                        secure: s.session_cookie_secure,
+                        httponly: s.session_cookie_httponly,
+                        samesite: s.session_cookie_samesite.attribute(),
+                    },
+                    now,
+                ));
+                vary = true;
+            }
+            return self.finish_csrf(state, resp, set_cookies, vary, now);
+        }
+        if !doomed.is_empty() {
+            let st = state.clone();
+            let r = web::block(move || -> Result<(), String> {
+                let mut conn = st.pool.get().map_err(|e| e.to_string())?;
+                for k in &doomed {
+                    st.sessions
+                        .delete(&mut conn, k)
+                        .map_err(|e| e.to_string())?;
+                }
+                Ok(())
+            })
+            .await;
+            if !matches!(r, Ok(Ok(()))) {
+                return service_unavailable("could not delete a session row");
+            }
+        }
+        resp = self.finish_csrf(state, resp, set_cookies, vary, now);
+        resp
+    }
+
+    fn finish_csrf(
+        &self,
+        state: &AppState,
+        mut resp: HttpResponse,
+        mut set_cookies: Vec<String>,
+        mut vary: bool,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> HttpResponse {
+        let s = &state.settings;
+        if self.csrf.needs_update && !s.csrf_use_sessions {
+            if let Some(secret) = &self.csrf.secret {
+                set_cookies.push(cookies::set_cookie(
+                    &CookieSpec {
+                        name: &s.csrf_cookie_name,
+                        value: secret,
+                        max_age: Some(s.csrf_cookie_age),
+                        domain: s.csrf_cookie_domain.as_deref(),
+                        path: &s.csrf_cookie_path,
+                        secure: s.csrf_cookie_secure,
+                        httponly: s.csrf_cookie_httponly,
+                        samesite: s.csrf_cookie_samesite.attribute(),
+                    },
+                    now,
+                ));
+                vary = true;
+            }
+        }
+        let headers = resp.headers_mut();
+        for c in set_cookies {
+            if let Ok(v) = HeaderValue::from_str(&c) {
+                headers.append(header::SET_COOKIE, v);
+            }
+        }
+        if vary {
+            headers.append(header::VARY, HeaderValue::from_static("Cookie"));
+        }
+        resp
+    }
+}

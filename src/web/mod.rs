@@ -1,0 +1,90 @@
+//! The web layer: Django's `django.contrib.auth.urls` and the middleware behaviour they
+//! depend on (sessions, authentication, CSRF, allowed hosts), on actix-web.
+//!
+//! Every request goes through [`ctx::Ctx`]: it validates the host, loads the session and
+//! the CSRF secret, resolves the user lazily, and at the end writes back what Django's
+//! `SessionMiddleware` and `CsrfViewMiddleware` would.
+
+pub mod cookies;
+pub mod ctx;
+pub mod templates;
+pub mod views;
+
+use crate::config::Settings;
+use crate::db::{
+    self, perms::PermissionQueries, sessions::SessionTable, users::UserModel, Backend, Pool,
+};
+use crate::formats::hashers::Hashers;
+use crate::formats::session::{Engine, SessionAuthHasher, SessionCodec};
+use actix_web::{web, App, HttpServer};
+use std::sync::Arc;
+
+/// Everything a request needs, built once at start.
+pub struct AppState {
+    pub settings: Settings,
+    pub pool: Pool,
+    pub backend: Backend,
+    pub engine: Engine,
+    pub codec: SessionCodec,
+    pub auth_hasher: SessionAuthHasher,
+    pub hashers: Arc<Hashers>,
+    pub users: UserModel,
+    pub perms: PermissionQueries,
+    pub sessions: SessionTable,
+    pub allowed_hosts: Vec<String>,
+    pub templates: templates::Templates,
+    /// The URL prefix of the auth pages (`/accounts/`).
+    pub prefix: String,
+}
+
+impl AppState {
+    pub fn new(settings: Settings, pool_size: u32) -> anyhow::Result<AppState> {
+        let (pool, backend) = db::pool(settings.database_url(), pool_size)?;
+        let mut conn = pool.get()?;
+        let users = UserModel::load(&mut conn, backend, &settings.user_model_settings())?;
+        drop(conn);
+        let perms = PermissionQueries::new(&users);
+        Ok(AppState {
+            engine: settings.session_engine()?,
+            codec: settings.session_codec()?,
+            auth_hasher: settings.session_auth_hasher()?,
+            hashers: Arc::new(settings.hashers()?),
+            allowed_hosts: crate::formats::http::effective_allowed_hosts(
+                &settings.allowed_hosts,
+                settings.debug,
+            ),
+            templates: templates::Templates::new(&settings.template_dirs)?,
+            prefix: "/accounts/".into(),
+            sessions: SessionTable::new(backend),
+            users,
+            perms,
+            pool,
+            backend,
+            settings,
+        })
+    }
+}
+
+/// The routes of `django.contrib.auth.urls` under the state's prefix.
+pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
+    let p = state.prefix.clone();
+    cfg.app_data(state)
+        .app_data(web::PayloadConfig::new(views::MAX_BODY))
+        .route(&format!("{p}login/"), web::route().to(views::login))
+        .route(&format!("{p}logout/"), web::route().to(views::logout));
+}
+
+/// `djauth serve`: one worker per core, graceful shutdown on SIGTERM (actix's default).
+pub async fn serve(settings: Settings, bind: &str) -> anyhow::Result<()> {
+    let workers = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2);
+    let state = web::Data::new(AppState::new(settings, (workers * 4) as u32)?);
+    eprintln!("djauth: serving on http://{bind}/ ({workers} workers)");
+    HttpServer::new(move || App::new().configure(|cfg| configure(cfg, state.clone())))
+        .workers(workers)
+        .bind(bind)?
+        .run()
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,137 @@
+//! `registration/*.html` through minijinja: `TEMPLATE_DIRS` first, then djauth's defaults in
+//! `templates/registration/`. Django's own tags that these pages use are translated before
+//! minijinja sees the source: `{% csrf_token %}`, `{% url 'name' %}`, `{% load … %}`.
+
+use minijinja::{Environment, Value};
+use std::path::PathBuf;
+
+pub struct Templates {
+    env: Environment<'static>,
+}
+
+const DEFAULTS: &[(&str, &str)] = &[
+    (
+        "registration/login.html",
+        include_str!("../../templates/registration/login.html"),
+    ),
+    (
+        "registration/logged_out.html",
+        include_str!("../../templates/registration/logged_out.html"),
+    ),
+    (
+        "registration/base.html",
+        include_str!("../../templates/registration/base.html"),
+    ),
+];
+
+/// Rewrites the Django-only tags into minijinja expressions.
+pub fn translate_django_tags(src: &str) -> String {
+    let mut out = String::with_capacity(src.len());
+    let mut rest = src;
+    while let Some(start) = rest.find("{%") {
+        let Some(len) = rest[start..].find("%}") else {
+            break;
+        };
+        let tag = rest[start + 2..start + len].trim();
+        out.push_str(&rest[..start]);
+        let mut words = tag.split_whitespace();
+        match words.next() {
+            Some("csrf_token") => out.push_str("{{ csrf_input }}"),
+            Some("load") => {}
+            Some("url") => {
+                let args: Vec<&str> = words.collect();
+                match args.split_first() {
+                    Some((name, params)) => {
+                        let mut call = format!("{{{{ url({name}");
+                        for p in params {
+                            call.push_str(", ");
+                            call.push_str(p);
+                        }
+                        call.push_str(") }}");
+                        out.push_str(&call);
+                    }
+                    None => out.push_str(&rest[start..start + len + 2]),
+                }
+            }
+            _ => out.push_str(&rest[start..start + len + 2]),
+        }
+        rest = &rest[start + len + 2..];
+    }
+    out.push_str(rest);
+    out
+}
+
+impl Templates {
+    pub fn new(dirs: &[String]) -> anyhow::Result<Templates> {
+        let mut env = Environment::new();
+        let dirs: Vec<PathBuf> = dirs.iter().map(PathBuf::from).collect();
+        for d in &dirs {
+            if !d.is_dir() {
+                anyhow::bail!("TEMPLATE_DIRS: {} is not a directory", d.display());
+            }
+        }
+        env.set_loader(move |name: &str| {
+            for d in &dirs {
+                let path = d.join(name);
+                if let Ok(src) = std::fs::read_to_string(&path) {
+                    return Ok(Some(translate_django_tags(&src)));
+                }
+            }
+            Ok(DEFAULTS
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, src)| translate_django_tags(src)))
+        });
+        // A form field prints its widget HTML, which is already escaped where it needs to be.
+        env.set_formatter(|out, state, value| {
+            if let Some(html) = super::views::field_html(value) {
+                out.write_str(&html)
+                    .map_err(|_| minijinja::Error::new(minijinja::ErrorKind::WriteFailure, "write"))
+            } else {
+                minijinja::escape_formatter(out, state, value)
+            }
+        });
+        env.add_function(
+            "url",
+            |name: String, args: minijinja::value::Rest<Value>| -> String {
+                let base = match name.as_str() {
+                    "login" => "/accounts/login/",
+                    "logout" => "/accounts/logout/",
+                    "password_change" => "/accounts/password_change/",
+                    "password_change_done" => "/accounts/password_change/done/",
+                    "password_reset" => "/accounts/password_reset/",
+                    "password_reset_done" => "/accounts/password_reset/done/",
+                    "password_reset_complete" => "/accounts/reset/done/",
+                    "password_reset_confirm" => {
+                        let parts: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+                        return format!("/accounts/reset/{}/", parts.join("/"));
+                    }
+                    _ => "/",
+                };
+                base.to_owned()
+            },
+        );
+        Ok(Templates { env })
+    }
+
+    pub fn render(&self, name: &str, ctx: Value) -> Result<String, minijinja::Error> {
+        self.env.get_template(name)?.render(ctx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn django_tags_become_minijinja() {
+        assert_eq!(
+            translate_django_tags("{% load i18n %}<form>{% csrf_token %}<a href=\"{% url 'login' %}\">{% if x %}y{% endif %}"),
+            "<form>{{ csrf_input }}<a href=\"{{ url('login') }}\">{% if x %}y{% endif %}"
+        );
+        assert_eq!(
+            translate_django_tags("{% url 'password_reset_confirm' uid token %}"),
+            "{{ url('password_reset_confirm', uid, token) }}"
+        );
+    }
+}

@@ -1,0 +1,435 @@
+//! `LoginView` and `LogoutView` with Django's status codes, redirects, cookies, form field
+//! names and messages.
+
+use super::ctx::{service_unavailable, Ctx};
+use super::AppState;
+use crate::formats::http::{url_has_allowed_host_and_scheme, MAX_URL_LENGTH};
+use crate::formats::DjangoVersion;
+use actix_web::http::{header, Method};
+use actix_web::{web, HttpRequest, HttpResponse};
+use minijinja::{context, Value};
+
+/// `DATA_UPLOAD_MAX_MEMORY_SIZE`: larger bodies get 413.
+pub const MAX_BODY: usize = 2_621_440;
+
+const INVALID_LOGIN: &str =
+    "Please enter a correct username and password. Note that both fields may be case-sensitive.";
+const REQUIRED: &str = "This field is required.";
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#x27;")
+}
+
+/// A form's fields as the templates see them (`form.username`, `.errors`, `.label_tag`…).
+struct Field<'a> {
+    name: &'a str,
+    label: &'a str,
+    input_type: &'a str,
+    attrs: &'a str,
+    value: Option<&'a str>,
+    errors: Vec<String>,
+}
+
+impl Field<'_> {
+    fn errors_html(&self) -> String {
+        if self.errors.is_empty() {
+            return String::new();
+        }
+        let items: String = self
+            .errors
+            .iter()
+            .map(|e| format!("<li>{}</li>", escape(e)))
+            .collect();
+        format!(
+            "<ul class=\"errorlist\" id=\"id_{}_error\">{items}</ul>",
+            self.name
+        )
+    }
+
+    fn widget(&self) -> String {
+        let value = self
+            .value
+            .map(|v| format!(" value=\"{}\"", escape(v)))
+            .unwrap_or_default();
+        let invalid = if self.errors.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " aria-invalid=\"true\" aria-describedby=\"id_{}_error\"",
+                self.name
+            )
+        };
+        format!(
+            "<input type=\"{}\" name=\"{}\"{value}{}{invalid} id=\"id_{}\">",
+            self.input_type, self.name, self.attrs, self.name
+        )
+    }
+
+    fn label_tag(&self) -> String {
+        format!("<label for=\"id_{}\">{}:</label>", self.name, self.label)
+    }
+
+    fn value(&self) -> Value {
+        let map = [
+            ("errors", Value::from_safe_string(self.errors_html())),
+            ("label_tag", Value::from_safe_string(self.label_tag())),
+            ("html", Value::from_safe_string(self.widget())),
+            ("name", Value::from(self.name)),
+            ("label", Value::from(self.label)),
+            ("value", Value::from(self.value.unwrap_or(""))),
+        ];
+        let obj: std::collections::BTreeMap<&str, Value> = map.into_iter().collect();
+        // Rendering the field itself prints its widget, as in Django.
+        Value::from_object(FieldObject { map: obj })
+    }
+}
+
+#[derive(Debug)]
+struct FieldObject {
+    map: std::collections::BTreeMap<&'static str, Value>,
+}
+
+impl minijinja::value::Object for FieldObject {
+    fn get_value(self: &std::sync::Arc<Self>, key: &Value) -> Option<Value> {
+        self.map.get(key.as_str()?).cloned()
+    }
+    fn render(self: &std::sync::Arc<Self>, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.map.get("html").and_then(|v| v.as_str()).unwrap_or(""))
+    }
+}
+
+/// The widget HTML of a form field value, for the template formatter.
+pub fn field_html(value: &Value) -> Option<String> {
+    let f = value.downcast_object_ref::<FieldObject>()?;
+    f.map
+        .get("html")
+        .and_then(|v| v.as_str())
+        .map(str::to_owned)
+}
+
+fn form_value(fields: &[Field], non_field_errors: &[String]) -> Value {
+    let nfe = if non_field_errors.is_empty() {
+        String::new()
+    } else {
+        let items: String = non_field_errors
+            .iter()
+            .map(|e| format!("<li>{}</li>", escape(e)))
+            .collect();
+        format!("<ul class=\"errorlist nonfield\">{items}</ul>")
+    };
+    let as_p: String = fields
+        .iter()
+        .map(|f| {
+            format!(
+                "<p>\n    {}\n    {}\n    {}\n  </p>\n",
+                f.label_tag(),
+                f.errors_html(),
+                f.widget()
+            )
+        })
+        .collect();
+    let mut map: std::collections::BTreeMap<String, Value> = fields
+        .iter()
+        .map(|f| (f.name.to_string(), f.value()))
+        .collect();
+    map.insert(
+        "non_field_errors".into(),
+        Value::from_safe_string(nfe.clone()),
+    );
+    map.insert(
+        "as_p".into(),
+        Value::from_safe_string(format!("{nfe}{as_p}")),
+    );
+    map.insert(
+        "errors".into(),
+        Value::from(!non_field_errors.is_empty() || fields.iter().any(|f| !f.errors.is_empty())),
+    );
+    Value::from_iter(map)
+}
+
+/// `never_cache`.
+fn never_cache(resp: &mut HttpResponse) {
+    let h = resp.headers_mut();
+    h.insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("max-age=0, no-cache, no-store, must-revalidate, private"),
+    );
+    if let Ok(v) = header::HeaderValue::from_str(&super::cookies::http_date(chrono::Utc::now())) {
+        h.insert(header::EXPIRES, v);
+    }
+}
+
+fn csrf_failure(reason: &str) -> HttpResponse {
+    eprintln!("djauth: Forbidden ({reason})");
+    HttpResponse::Forbidden().content_type("text/html; charset=utf-8").body(
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n  <meta http-equiv=\"content-type\" content=\"text/html; charset=utf-8\">\n  <meta name=\"robots\" content=\"NONE,NOARCHIVE\">\n  <title>403 Forbidden</title>\n</head>\n<body>\n  <div id=\"summary\">\n    <h1>Forbidden <span>(403)</span></h1>\n    <p>CSRF verification failed. Request aborted.</p>\n  </div>\n</body>\n</html>\n",
+    )
+}
+
+fn query_param(req: &HttpRequest, name: &str) -> Option<String> {
+    serde_urlencoded::from_str::<Vec<(String, String)>>(req.query_string())
+        .ok()?
+        .into_iter()
+        .rev()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v)
+}
+
+fn form_param<'a>(form: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    form.iter()
+        .rev()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+/// `RedirectURLMixin.get_redirect_url`: POST's `next`, else GET's, if safe; else "".
+fn safe_next(state: &AppState, ctx: &Ctx, req: &HttpRequest, form: &[(String, String)]) -> String {
+    let next = form_param(form, "next")
+        .map(str::to_owned)
+        .or_else(|| query_param(req, "next"))
+        .unwrap_or_default();
+    let max = (state.settings.django_version().unwrap_or_default() >= DjangoVersion::V5_2)
+        .then_some(MAX_URL_LENGTH);
+    if url_has_allowed_host_and_scheme(&next, &[ctx.host.as_str()], ctx.is_secure, max) {
+        next
+    } else {
+        String::new()
+    }
+}
+
+fn redirect(to: &str) -> HttpResponse {
+    HttpResponse::Found()
+        .insert_header((header::LOCATION, to.to_owned()))
+        .finish()
+}
+
+fn render(state: &AppState, name: &str, ctx: Value) -> HttpResponse {
+    match state.templates.render(name, ctx) {
+        Ok(html) => HttpResponse::Ok()
+            .content_type("text/html; charset=utf-8")
+            .body(html),
+        Err(e) => {
+            eprintln!("djauth: template {name}: {e:#}");
+            HttpResponse::InternalServerError()
+                .content_type("text/plain")
+                .body("Server Error (500)\n")
+        }
+    }
+}
+
+fn parse_form(body: &[u8]) -> Vec<(String, String)> {
+    // Django's QueryDict decodes with errors="replace"; malformed pairs are skipped.
+    serde_urlencoded::from_bytes(body).unwrap_or_default()
+}
+
+/// `LoginView` (GET shows the form, POST authenticates).
+pub async fn login(req: HttpRequest, body: web::Bytes, state: web::Data<AppState>) -> HttpResponse {
+    let mut ctx = match Ctx::begin(&state, &req).await {
+        Ok(c) => c,
+        Err(resp) => return resp,
+    };
+    let is_post = req.method() == Method::POST;
+    if !is_post && req.method() != Method::GET && req.method() != Method::HEAD {
+        return ctx
+            .finish(
+                &state,
+                HttpResponse::MethodNotAllowed()
+                    .insert_header((
+                        header::ALLOW,
+                        "GET, POST, PUT, PATCH, DELETE, HEAD, OPTIONS",
+                    ))
+                    .finish(),
+            )
+            .await;
+    }
+    let form = if is_post { parse_form(&body) } else { vec![] };
+    let mut username_errors = vec![];
+    let mut password_errors = vec![];
+    let mut non_field = vec![];
+    let username_raw = form_param(&form, "username").map(str::trim);
+    if is_post {
+        if let Err(reason) = ctx.check_csrf(&state, &req, form_param(&form, "csrfmiddlewaretoken"))
+        {
+            return csrf_failure(&reason.to_string());
+        }
+        let username = username_raw.filter(|u| !u.is_empty()).map(|u| {
+            use unicode_normalization::UnicodeNormalization;
+            // UsernameField NFKC-normalises unless the value is longer than max_length.
+            if u.chars().count() > 150 {
+                u.to_owned()
+            } else {
+                u.nfkc().collect::<String>()
+            }
+        });
+        let password = form_param(&form, "password")
+            .filter(|p| !p.is_empty())
+            .map(str::to_owned);
+        if username.is_none() {
+            username_errors.push(REQUIRED.to_string());
+        }
+        if password.is_none() {
+            password_errors.push(REQUIRED.to_string());
+        }
+        if let (Some(username), Some(password)) = (username, password) {
+            let st = state.clone();
+            // Hashing runs on the blocking pool so a login flood never stalls other requests.
+            let result = web::block(move || -> Result<Option<crate::db::users::User>, String> {
+                let mut conn = st.pool.get().map_err(|e| e.to_string())?;
+                let user = st
+                    .users
+                    .authenticate(&mut conn, &st.hashers, &username, &password)
+                    .map_err(|e| e.to_string())?;
+                Ok(user)
+            })
+            .await;
+            match result {
+                Ok(Ok(Some(mut user))) => {
+                    // login(): session rules, CSRF rotation, then user_logged_in → last_login.
+                    let _ = ctx.user(&state).await;
+                    ctx.login(&state, &user);
+                    let st = state.clone();
+                    let mut u2 = user.clone();
+                    let r = web::block(move || -> Result<crate::db::users::User, String> {
+                        let mut conn = st.pool.get().map_err(|e| e.to_string())?;
+                        st.users
+                            .update_last_login(&mut conn, &mut u2)
+                            .map_err(|e| e.to_string())?;
+                        Ok(u2)
+                    })
+                    .await;
+                    match r {
+                        Ok(Ok(u)) => user = u,
+                        _ => return service_unavailable("could not update last_login"),
+                    }
+                    let _ = user;
+                    let next = safe_next(&state, &ctx, &req, &form);
+                    let to = if next.is_empty() {
+                        state.settings.login_redirect_url.clone()
+                    } else {
+                        next
+                    };
+                    let mut resp = redirect(&to);
+                    never_cache(&mut resp);
+                    return ctx.finish(&state, resp).await;
+                }
+                Ok(Ok(None)) => non_field.push(INVALID_LOGIN.to_string()),
+                Ok(Err(e)) => return service_unavailable(&e),
+                Err(e) => return service_unavailable(&e.to_string()),
+            }
+        }
+    }
+    let next = safe_next(&state, &ctx, &req, &form);
+    let token = ctx.csrf_token();
+    let fields = [
+        Field {
+            name: "username",
+            label: "Username",
+            input_type: "text",
+            attrs: " autofocus autocapitalize=\"none\" autocomplete=\"username\" maxlength=\"150\" required",
+            value: username_raw,
+            errors: username_errors,
+        },
+        Field {
+            name: "password",
+            label: "Password",
+            input_type: "password",
+            attrs: " autocomplete=\"current-password\" required",
+            value: None,
+            errors: password_errors,
+        },
+    ];
+    let page = render(
+        &state,
+        "registration/login.html",
+        context! {
+            form => form_value(&fields, &non_field),
+            next => next,
+            site_name => ctx.host.clone(),
+            title => "Log in",
+            csrf_token => token.clone(),
+            csrf_input => Value::from_safe_string(format!("<input type=\"hidden\" name=\"csrfmiddlewaretoken\" value=\"{token}\">")),
+        },
+    );
+    let mut page = page;
+    never_cache(&mut page);
+    ctx.finish(&state, page).await
+}
+
+/// `LogoutView`: POST only since Django 5.0 (405 otherwise); 4.2 still accepts GET.
+pub async fn logout(
+    req: HttpRequest,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    let mut ctx = match Ctx::begin(&state, &req).await {
+        Ok(c) => c,
+        Err(resp) => return resp,
+    };
+    let get_allowed = state.settings.django_version().unwrap_or_default() == DjangoVersion::V4_2;
+    let method = req.method().clone();
+    if method == Method::OPTIONS {
+        let allow = if get_allowed {
+            "GET, POST, HEAD, OPTIONS"
+        } else {
+            "POST, OPTIONS"
+        };
+        return ctx
+            .finish(
+                &state,
+                HttpResponse::Ok()
+                    .insert_header((header::ALLOW, allow))
+                    .finish(),
+            )
+            .await;
+    }
+    if !(method == Method::POST || (get_allowed && method == Method::GET)) {
+        let allow = if get_allowed {
+            "GET, POST, HEAD, OPTIONS"
+        } else {
+            "POST, OPTIONS"
+        };
+        return ctx
+            .finish(
+                &state,
+                HttpResponse::MethodNotAllowed()
+                    .insert_header((header::ALLOW, allow))
+                    .finish(),
+            )
+            .await;
+    }
+    let form = if method == Method::POST {
+        parse_form(&body)
+    } else {
+        vec![]
+    };
+    if method == Method::POST {
+        if let Err(reason) = ctx.check_csrf(&state, &req, form_param(&form, "csrfmiddlewaretoken"))
+        {
+            return csrf_failure(&reason.to_string());
+        }
+    }
+    if let Err(resp) = ctx.user(&state).await {
+        return resp;
+    }
+    ctx.logout();
+    let next = safe_next(&state, &ctx, &req, &form);
+    let target = if !next.is_empty() {
+        Some(next)
+    } else {
+        state.settings.logout_redirect_url.clone()
+    };
+    let mut resp = match target {
+        Some(to) if to != req.uri().to_string() => redirect(&to),
+        _ => render(
+            &state,
+            "registration/logged_out.html",
+            context! { title => "Logged out", site_name => ctx.host.clone() },
+        ),
+    };
+    never_cache(&mut resp);
+    ctx.finish(&state, resp).await
+}

@@ -5,6 +5,7 @@
 
 mod csrf;
 mod db;
+mod manage;
 mod password;
 mod session;
 mod signing;
@@ -57,6 +58,10 @@ pub enum Command {
     /// Users and their permissions as Django's ModelBackend sees them.
     #[command(subcommand)]
     User(user::UserCommand),
+    /// Create a superuser, as Django's `manage.py createsuperuser` (prompts on a terminal).
+    Createsuperuser(manage::CreatesuperuserArgs),
+    /// Change a user's password, as Django's `manage.py changepassword`.
+    Changepassword(manage::ChangepasswordArgs),
 }
 
 /// What a command reports when it does not succeed.
@@ -109,6 +114,8 @@ pub fn run(command: Command, settings: &Settings) -> CmdResult {
         Command::Check => db::check(settings),
         Command::Clearsessions => db::clearsessions(settings),
         Command::User(c) => user::run(c, settings),
+        Command::Createsuperuser(a) => manage::createsuperuser(a, settings),
+        Command::Changepassword(a) => manage::changepassword(a, settings),
     }
 }
 

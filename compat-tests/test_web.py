@@ -52,6 +52,9 @@ DJANGO_SIDE = textwrap.dedent(
         c = Client()
         assert c.login(username=cfg["username"], password=cfg["password"])
         print(c.cookies["sessionid"].value)
+    elif op == "check_password":
+        from django.contrib.auth import authenticate
+        print(bool(authenticate(username=cfg["username"], password=cfg["password"])))
     elif op == "session_exists":
         print(Session.objects.filter(session_key=cfg["sessionid"]).exists())
     """
@@ -185,3 +188,43 @@ def test_wrong_password_csrf_and_methods(site):
     assert status == 200 and html.count("This field is required.") == 2
     status, _, _, _ = request(site, "GET", "/accounts/login/?next=//evil.com/")
     assert status == 200
+
+
+def djauth_login(site, username, password):
+    token, csrf_cookie = login_page(site)
+    status, _, _, cookies = request(site, "POST", "/accounts/login/",
+                                    {"username": username, "password": password, "csrfmiddlewaretoken": token},
+                                    cookies={"csrftoken": csrf_cookie})
+    assert status == 302
+    return cookies["sessionid"], cookies["csrftoken"]
+
+
+def test_password_change_keeps_this_session_and_ends_the_others(site):
+    site["django"]("create_user", username="carol", password="old-pass-carol")
+    other = site["django"]("login", username="carol", password="old-pass-carol")
+    key, csrf_cookie = djauth_login(site, "carol", "old-pass-carol")
+    status, headers, _, _ = request(site, "GET", "/accounts/password_change/?a=1&b=x%20y")
+    assert status == 302
+    assert headers["location"] == "/accounts/login/?next=/accounts/password_change/%3Fa%3D1%26b%3Dx%2520y"
+    status, _, html, _ = request(site, "GET", "/accounts/password_change/", cookies={"sessionid": key, "csrftoken": csrf_cookie})
+    assert status == 200
+    token = re.search(r'name="csrfmiddlewaretoken" value="([A-Za-z0-9]{64})"', html).group(1)
+    cookies = {"sessionid": key, "csrftoken": csrf_cookie}
+    status, _, html, _ = request(site, "POST", "/accounts/password_change/",
+                                 {"old_password": "wrong", "new_password1": "a", "new_password2": "b",
+                                  "csrfmiddlewaretoken": token}, cookies=cookies)
+    assert status == 200
+    assert "Your old password was entered incorrectly. Please enter it again." in html
+    assert "The two password fields didn\u2019t match." in html
+    status, headers, _, new_cookies = request(site, "POST", "/accounts/password_change/",
+                                              {"old_password": "old-pass-carol", "new_password1": "new-pass-carol",
+                                               "new_password2": "new-pass-carol", "csrfmiddlewaretoken": token},
+                                              cookies=cookies)
+    assert status == 302 and headers["location"] == "/accounts/password_change/done/"
+    new_key = new_cookies["sessionid"]
+    assert new_key != key, "update_session_auth_hash cycles the key"
+    assert site["django"]("who", sessionid=new_key) == "carol", "this session stays logged in"
+    assert site["django"]("who", sessionid=other) == "-", "Django's other session ends"
+    assert site["django"]("check_password", username="carol", password="new-pass-carol") == "True"
+    status, _, html, _ = request(site, "GET", "/accounts/password_change/done/", cookies={"sessionid": new_key})
+    assert status == 200 and "Password change successful" in html

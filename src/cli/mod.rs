@@ -49,6 +49,12 @@ pub enum Command {
     /// CSRF secrets, masked tokens, and the middleware's checks.
     #[command(subcommand)]
     Csrf(csrf::CsrfCommand),
+    /// Serve Django's auth pages (login, logout) on the shared database.
+    Serve {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8000")]
+        bind: String,
+    },
     /// Create Django's tables in an empty database (as Django's migrate would) and djauth's own.
     Migrate,
     /// Check the database and settings; print every problem with its fix.
@@ -110,6 +116,7 @@ pub fn run(command: Command, settings: &Settings) -> CmdResult {
         Command::Signing(c) => signing::run(c, settings),
         Command::Token(c) => token::run(c, settings),
         Command::Csrf(c) => csrf::run(c, settings),
+        Command::Serve { bind } => db::serve(settings, &bind),
         Command::Migrate => db::migrate(settings),
         Command::Check => db::check(settings),
         Command::Clearsessions => db::clearsessions(settings),

@@ -37,18 +37,7 @@ pub struct Which {
 }
 
 pub fn user_json(u: &User) -> serde_json::Value {
-    json!({
-        "pk": u.pk,
-        "username": u.username,
-        "email": u.email,
-        "first_name": u.first_name,
-        "last_name": u.last_name,
-        "is_active": u.is_active,
-        "is_staff": u.is_staff,
-        "is_superuser": u.is_superuser,
-        "last_login": u.last_login.map(|t| crate::db::datetime_to_text(crate::db::Backend::Sqlite, t)),
-        "password": u.password,
-    })
+    u.as_json()
 }
 
 fn find(

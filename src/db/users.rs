@@ -109,6 +109,26 @@ pub struct User {
     pub last_name: String,
 }
 
+impl User {
+    /// The user as the CLI prints it and templates see it (password hash included: this is
+    /// operator output, never sent to a browser by djauth's own templates).
+    pub fn as_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "pk": self.pk,
+            "username": self.username,
+            "email": self.email,
+            "first_name": self.first_name,
+            "last_name": self.last_name,
+            "is_active": self.is_active,
+            "is_staff": self.is_staff,
+            "is_superuser": self.is_superuser,
+            "is_authenticated": true,
+            "last_login": self.last_login.map(|t| super::datetime_to_text(Backend::Sqlite, t)),
+            "password": self.password,
+        })
+    }
+}
+
 #[derive(QueryableByName)]
 struct UserRow {
     #[diesel(sql_type = Text)]

@@ -335,6 +335,17 @@ impl Ctx {
         self.user = Some(Some(user.clone()));
     }
 
+    /// `update_session_auth_hash(request, user)`: a new key and the new hash, so this session
+    /// survives a password change while every other one fails its hash check.
+    pub fn update_session_auth_hash(&mut self, state: &AppState, user: &User) {
+        self.session.cycle_key();
+        self.session.insert(
+            fsession::AUTH_HASH_KEY,
+            state.auth_hasher.hash(&user.password).into(),
+        );
+        self.user = Some(Some(user.clone()));
+    }
+
     /// `logout(request)`.
     pub fn logout(&mut self) {
         self.session.flush();

@@ -33,6 +33,7 @@ pub struct AppState {
     pub sessions: SessionTable,
     pub allowed_hosts: Vec<String>,
     pub templates: templates::Templates,
+    pub validators: Vec<crate::formats::validators::Validator>,
     /// The URL prefix of the auth pages (`/accounts/`).
     pub prefix: String,
 }
@@ -54,6 +55,7 @@ impl AppState {
                 settings.debug,
             ),
             templates: templates::Templates::new(&settings.template_dirs)?,
+            validators: settings.password_validators()?,
             prefix: "/accounts/".into(),
             sessions: SessionTable::new(backend),
             users,
@@ -71,7 +73,15 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
     cfg.app_data(state)
         .app_data(web::PayloadConfig::new(views::MAX_BODY))
         .route(&format!("{p}login/"), web::route().to(views::login))
-        .route(&format!("{p}logout/"), web::route().to(views::logout));
+        .route(&format!("{p}logout/"), web::route().to(views::logout))
+        .route(
+            &format!("{p}password_change/"),
+            web::route().to(views::password_change),
+        )
+        .route(
+            &format!("{p}password_change/done/"),
+            web::get().to(views::password_change_done),
+        );
 }
 
 /// `djauth serve`: one worker per core, graceful shutdown on SIGTERM (actix's default).

@@ -22,6 +22,14 @@ const DEFAULTS: &[(&str, &str)] = &[
         "registration/base.html",
         include_str!("../../templates/registration/base.html"),
     ),
+    (
+        "registration/password_change_form.html",
+        include_str!("../../templates/registration/password_change_form.html"),
+    ),
+    (
+        "registration/password_change_done.html",
+        include_str!("../../templates/registration/password_change_done.html"),
+    ),
 ];
 
 /// Rewrites the Django-only tags into minijinja expressions.
@@ -122,6 +130,16 @@ impl Templates {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn default_templates_compile() {
+        let t = Templates::new(&[]).unwrap();
+        for (name, _) in DEFAULTS {
+            t.env
+                .get_template(name)
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+    }
 
     #[test]
     fn django_tags_become_minijinja() {

@@ -116,6 +116,21 @@ pub struct Settings {
     pub logout_redirect_url: Option<String>,
     /// Directories searched for `registration/*.html` before djauth's own templates.
     pub template_dirs: Vec<String>,
+
+    /// `django.core.mail`: how the password-reset email is sent (see `web::mail`).
+    pub email_backend: String,
+    pub email_host: String,
+    pub email_port: i64,
+    pub email_host_user: String,
+    pub email_host_password: String,
+    pub email_use_tls: bool,
+    pub email_use_ssl: bool,
+    /// Seconds. Django's default `None` means no timeout at all; djauth then bounds every
+    /// SMTP connect, read and write by [`DEFAULT_EMAIL_TIMEOUT_SECS`] instead of hanging a
+    /// worker thread on a dead mail server.
+    #[serde(deserialize_with = "optional_seconds")]
+    pub email_timeout: Option<f64>,
+    pub default_from_email: String,
 }
 
 impl Default for Settings {
@@ -168,7 +183,41 @@ impl Default for Settings {
             login_redirect_url: "/accounts/profile/".into(),
             logout_redirect_url: None,
             template_dirs: vec![],
+            email_backend: "django.core.mail.backends.smtp.EmailBackend".into(),
+            email_host: "localhost".into(),
+            email_port: 25,
+            email_host_user: String::new(),
+            email_host_password: String::new(),
+            email_use_tls: false,
+            email_use_ssl: false,
+            email_timeout: None,
+            default_from_email: "webmaster@localhost".into(),
         }
+    }
+}
+
+/// The SMTP timeout djauth uses when `EMAIL_TIMEOUT` is `None` (Django's default, which
+/// waits forever).
+pub const DEFAULT_EMAIL_TIMEOUT_SECS: f64 = 10.0;
+
+/// `EMAIL_TIMEOUT`: a number of seconds (TOML integer or float, or a string from the
+/// environment), or none.
+fn optional_seconds<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Number(f64),
+        Text(String),
+    }
+    match Option::<Raw>::deserialize(d)? {
+        None => Ok(None),
+        Some(Raw::Number(n)) => Ok(Some(n)),
+        Some(Raw::Text(t)) if matches!(t.trim(), "" | "None" | "none") => Ok(None),
+        Some(Raw::Text(t)) => t
+            .trim()
+            .parse()
+            .map(Some)
+            .map_err(|_| serde::de::Error::custom(format!("{t:?} is not a number of seconds"))),
     }
 }
 
@@ -178,6 +227,7 @@ const OPTIONAL_STRINGS: &[&str] = &[
     "SESSION_COOKIE_DOMAIN",
     "CSRF_COOKIE_DOMAIN",
     "LOGOUT_REDIRECT_URL",
+    "EMAIL_TIMEOUT",
 ];
 const SAMESITE: &[&str] = &["SESSION_COOKIE_SAMESITE", "CSRF_COOKIE_SAMESITE"];
 
@@ -309,7 +359,80 @@ impl Settings {
                 "AUTHENTICATION_BACKENDS must name at least one backend",
             ));
         }
+        self.validate_email()?;
         Ok(())
+    }
+
+    /// The `EMAIL_*` and `DEFAULT_FROM_EMAIL` settings, checked as far as can be without
+    /// connecting (Django finds most of these only when it first sends).
+    pub fn validate_email(&self) -> Result<(), ConfigError> {
+        let backend = self.email_backend()?;
+        if self.email_use_tls && self.email_use_ssl {
+            // Django's own message (smtp.EmailBackend.__init__).
+            return Err(err(
+                "EMAIL_USE_TLS/EMAIL_USE_SSL are mutually exclusive, so only set one of those settings to True.",
+            ));
+        }
+        if !(1..=65535).contains(&self.email_port) {
+            return Err(err(format!(
+                "EMAIL_PORT: {} is not a TCP port (1-65535)",
+                self.email_port
+            )));
+        }
+        if let Some(t) = self.email_timeout {
+            if !(t.is_finite() && t > 0.0) {
+                return Err(err(format!(
+                    "EMAIL_TIMEOUT: {t} must be a positive number of seconds (or unset for djauth's {DEFAULT_EMAIL_TIMEOUT_SECS} s)"
+                )));
+            }
+        }
+        if backend == crate::web::mail::Backend::Smtp && self.email_host.trim().is_empty() {
+            return Err(err(
+                "EMAIL_HOST must not be empty with the SMTP email backend",
+            ));
+        }
+        if self.default_from_email.contains(['\r', '\n']) {
+            return Err(err(format!(
+                "DEFAULT_FROM_EMAIL: {:?} must not contain newlines",
+                self.default_from_email
+            )));
+        }
+        self.default_from_email
+            .parse::<lettre::message::Mailbox>()
+            .map_err(|e| {
+                err(format!(
+                    "DEFAULT_FROM_EMAIL: {:?} is not a valid email address: {e}",
+                    self.default_from_email
+                ))
+            })?;
+        Ok(())
+    }
+
+    /// `EMAIL_BACKEND`, as one of the backends djauth implements.
+    pub fn email_backend(&self) -> Result<crate::web::mail::Backend, ConfigError> {
+        use crate::web::mail::Backend;
+        Backend::from_setting(&self.email_backend).ok_or_else(|| {
+            err(format!(
+                "EMAIL_BACKEND: {:?} is not supported; use one of {}",
+                self.email_backend,
+                Backend::ALL
+                    .iter()
+                    .map(|b| b.setting())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        })
+    }
+
+    /// `EMAIL_TIMEOUT`, or djauth's bound when it is `None`.
+    pub fn email_timeout(&self) -> std::time::Duration {
+        let secs = self.email_timeout.unwrap_or(DEFAULT_EMAIL_TIMEOUT_SECS);
+        std::time::Duration::try_from_secs_f64(secs)
+            .ok()
+            .filter(|d| !d.is_zero())
+            .unwrap_or(std::time::Duration::from_secs_f64(
+                DEFAULT_EMAIL_TIMEOUT_SECS,
+            ))
     }
 
     /// `DATABASE_URL`, or the embedded SQLite default.

@@ -7,6 +7,7 @@
 
 pub mod cookies;
 pub mod ctx;
+pub mod mail;
 pub mod templates;
 pub mod views;
 

@@ -30,19 +30,29 @@ DJANGO_SIDE = textwrap.dedent(
         INSTALLED_APPS=["django.contrib.auth", "django.contrib.contenttypes", "django.contrib.sessions"],
         DATABASES={"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": cfg["db"]}},
         PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"],
+        EMAIL_BACKEND="django.core.mail.backends.locmem.EmailBackend",
+        TEMPLATES=[{"BACKEND": "django.template.backends.django.DjangoTemplates", "OPTIONS": {
+            "loaders": [("django.template.loaders.locmem.Loader", {
+                "registration/password_reset_confirm.html": "{% if validlink %}VALID{{ form.as_p }}{% else %}INVALID{% endif %}",
+                "registration/password_reset_form.html": "{{ form.as_p }}",
+                "registration/password_reset_email.html": "{{ protocol }}://{{ domain }}/accounts/reset/{{ uid }}/{{ token }}/",
+                "registration/password_reset_subject.txt": "Password reset on {{ site_name }}",
+            })]}}],
         MIDDLEWARE=["django.contrib.sessions.middleware.SessionMiddleware",
                     "django.contrib.auth.middleware.AuthenticationMiddleware"],
     )
     django.setup()
     from django.http import HttpResponse
     from django.urls import path
-    urlpatterns = [path("who", lambda r: HttpResponse(r.user.get_username() or "-"))]
+    from django.urls import include
+    urlpatterns = [path("who", lambda r: HttpResponse(r.user.get_username() or "-")),
+                   path("accounts/", include("django.contrib.auth.urls"))]
     from django.contrib.auth.models import User
     from django.contrib.sessions.models import Session
     from django.test import Client
     op = cfg["op"]
     if op == "create_user":
-        User.objects.create_user(cfg["username"], "x@example.com", cfg["password"])
+        User.objects.create_user(cfg["username"], cfg.get("email", "x@example.com"), cfg["password"])
         print("ok")
     elif op == "who":
         c = Client()
@@ -55,6 +65,21 @@ DJANGO_SIDE = textwrap.dedent(
     elif op == "check_password":
         from django.contrib.auth import authenticate
         print(bool(authenticate(username=cfg["username"], password=cfg["password"])))
+    elif op == "reset_request":
+        from django.core import mail
+        c = Client()
+        r = c.post("/accounts/password_reset/", {"email": cfg["email"]})
+        assert r.status_code == 302, r.status_code
+        print(mail.outbox[0].body.strip() if mail.outbox else "")
+    elif op == "reset_confirm":
+        c = Client()
+        r = c.get(cfg["path"])
+        if r.status_code != 302:
+            print("INVALID-LINK"); raise SystemExit
+        r = c.get(r["Location"])
+        assert b"VALID" in r.content and b"INVALID" not in r.content, r.content
+        r = c.post(r.wsgi_request.path, {"new_password1": cfg["password"], "new_password2": cfg["password"]})
+        print(r.status_code, r.get("Location", ""))
     elif op == "session_exists":
         print(Session.objects.filter(session_key=cfg["sessionid"]).exists())
     """
@@ -228,3 +253,136 @@ def test_password_change_keeps_this_session_and_ends_the_others(site):
     assert site["django"]("check_password", username="carol", password="new-pass-carol") == "True"
     status, _, html, _ = request(site, "GET", "/accounts/password_change/done/", cookies={"sessionid": new_key})
     assert status == 200 and "Password change successful" in html
+
+
+class SmtpSink:
+    """A minimal SMTP server on loopback that keeps what it receives."""
+
+    def __init__(self):
+        import threading
+        self.messages = []
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(5)
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self.serve, daemon=True).start()
+
+    def serve(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            f = conn.makefile("rwb")
+            f.write(b"220 sink ESMTP\r\n"); f.flush()
+            data, in_data = [], False
+            for line in f:
+                if in_data:
+                    if line in (b".\r\n", b".\n"):
+                        self.messages.append(b"".join(data).decode("utf-8", "replace"))
+                        data, in_data = [], False
+                        f.write(b"250 OK\r\n"); f.flush()
+                    else:
+                        data.append(line)
+                    continue
+                cmd = line[:4].upper()
+                if cmd in (b"EHLO", b"HELO"):
+                    f.write(b"250 sink\r\n")
+                elif cmd == b"DATA":
+                    in_data = True
+                    f.write(b"354 go\r\n")
+                elif cmd == b"QUIT":
+                    f.write(b"221 bye\r\n"); f.flush()
+                    break
+                else:
+                    f.write(b"250 OK\r\n")
+                f.flush()
+            conn.close()
+
+    def close(self):
+        self.sock.close()
+
+
+@pytest.fixture(scope="module")
+def mail_site(tmp_path_factory):
+    sink = SmtpSink()
+    tmp = tmp_path_factory.mktemp("reset")
+    db = str(tmp / "db.sqlite3")
+    secret = secrets.token_urlsafe(40)
+    env = dict(os.environ, DATABASE_URL=f"sqlite://{db}", DJAUTH_SECRET_KEY=secret, DJAUTH_ALLOWED_HOSTS="127.0.0.1",
+               DJAUTH_PASSWORD_HASHERS="django.contrib.auth.hashers.MD5PasswordHasher",
+               DJAUTH_EMAIL_HOST="127.0.0.1", DJAUTH_EMAIL_PORT=str(sink.port), DJAUTH_TIME_ZONE="America/Chicago",
+               DJAUTH_DJANGO_VERSION=os.environ.get("DJAUTH_DJANGO_VERSION", "5.2"))
+    subprocess.run([djcompat.DJAUTH_BIN, "migrate"], env=env, check=True, capture_output=True)
+    port = free_port()
+    proc = subprocess.Popen([djcompat.DJAUTH_BIN, "serve", "--bind", f"127.0.0.1:{port}"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 15
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            time.sleep(0.05)
+
+    def django(op, **kw):
+        import json
+        out = subprocess.run([sys.executable, "-c", DJANGO_SIDE.replace('settings.configure(', 'settings.configure(TIME_ZONE="America/Chicago", ', 1),
+                              json.dumps({"op": op, "db": db, "secret": secret, **kw})],
+                             capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr
+        return out.stdout.strip()
+
+    yield {"port": port, "django": django, "sink": sink}
+    proc.terminate()
+    proc.wait(timeout=10)
+    sink.close()
+
+
+def test_reset_link_mailed_by_djauth_works_on_django_once(mail_site):
+    site = mail_site
+    site["django"]("create_user", username="dave", password="old-dave-pass", email="dave@example.com")
+    token, csrf_cookie = login_page(site)
+    before = len(site["sink"].messages)
+    status, headers, _, _ = request(site, "POST", "/accounts/password_reset/",
+                                    {"email": "DAVE@example.com", "csrfmiddlewaretoken": token}, cookies={"csrftoken": csrf_cookie})
+    assert status == 302 and headers["location"] == "/accounts/password_reset/done/"
+    # An unknown address gets the same answer and no mail.
+    status, headers, _, _ = request(site, "POST", "/accounts/password_reset/",
+                                    {"email": "nobody@example.com", "csrfmiddlewaretoken": token}, cookies={"csrftoken": csrf_cookie})
+    assert status == 302
+    deadline = time.time() + 5
+    while len(site["sink"].messages) < before + 1 and time.time() < deadline:
+        time.sleep(0.05)
+    assert len(site["sink"].messages) == before + 1
+    import email
+    parsed = email.message_from_string(site["sink"].messages[-1])
+    msg = parsed["Subject"] + "\n" + parsed.get_payload(decode=True).decode()
+    assert msg.startswith("Password reset on 127.0.0.1")
+    assert "In case you\u2019ve forgotten, you are: dave" in msg or "you are: dave" in msg
+    path = re.search(r"http://127\.0\.0\.1:\d+(/accounts/reset/[^/\s]+/[^/\s]+/)", msg).group(1)
+    assert site["django"]("reset_confirm", path=path, password="new-dave-pass") == "302 /accounts/reset/done/"
+    assert site["django"]("check_password", username="dave", password="new-dave-pass") == "True"
+    assert site["django"]("reset_confirm", path=path, password="again") == "INVALID-LINK", "links work once"
+
+
+def test_reset_link_mailed_by_django_works_on_djauth_once(mail_site):
+    site = mail_site
+    site["django"]("create_user", username="erin", password="old-erin-pass", email="erin@example.com")
+    body = site["django"]("reset_request", email="erin@example.com")
+    links = re.findall(r"(/accounts/reset/[^/\s]+/[^/\s]+/)", body)
+    assert links
+    path = links[-1]
+    status, headers, _, cookies = request(site, "GET", path)
+    assert status == 302 and headers["location"].endswith("/set-password/")
+    sess = cookies["sessionid"]
+    status, _, html, cookies2 = request(site, "GET", headers["location"], cookies={"sessionid": sess})
+    assert status == 200 and "Enter new password" in html
+    token = re.search(r'name="csrfmiddlewaretoken" value="([A-Za-z0-9]{64})"', html).group(1)
+    status, headers, _, _ = request(site, "POST", headers["location"],
+                                    {"new_password1": "new-erin-pass", "new_password2": "new-erin-pass", "csrfmiddlewaretoken": token},
+                                    cookies={"sessionid": sess, "csrftoken": cookies2["csrftoken"]})
+    assert status == 302 and headers["location"] == "/accounts/reset/done/"
+    assert site["django"]("check_password", username="erin", password="new-erin-pass") == "True"
+    status, _, html, _ = request(site, "GET", path)
+    assert status == 200 and "Password reset unsuccessful" in html

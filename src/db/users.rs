@@ -116,6 +116,8 @@ impl User {
         serde_json::json!({
             "pk": self.pk,
             "username": self.username,
+            // Django templates call user.get_username (the USERNAME_FIELD value).
+            "get_username": self.username,
             "email": self.email,
             "first_name": self.first_name,
             "last_name": self.last_name,
@@ -410,6 +412,35 @@ impl UserModel {
             .bind::<Text, _>(key)
             .load(conn)?;
         Ok(rows.into_iter().next().map(|r| self.row_to_user(r)))
+    }
+
+    /// `PasswordResetForm.get_users`: active users with a usable password whose EMAIL_FIELD
+    /// equals `email` case-insensitively (Django's `__iexact`, then its NFKC casefold check).
+    pub fn get_by_email_for_reset(
+        &self,
+        conn: &mut DbConnection,
+        email: &str,
+    ) -> Result<Vec<User>, DbError> {
+        use unicode_normalization::UnicodeNormalization;
+        let d = self.dialect;
+        let sql = format!(
+            "{} WHERE LOWER({}) = LOWER({})",
+            self.sql.select,
+            d.ident(&self.email_field),
+            d.param(1)
+        );
+        let rows: Vec<UserRow> = diesel::sql_query(sql).bind::<Text, _>(email).load(conn)?;
+        let fold = |s: &str| s.nfkc().collect::<String>().to_lowercase();
+        let wanted = fold(email);
+        Ok(rows
+            .into_iter()
+            .map(|r| self.row_to_user(r))
+            .filter(|u| {
+                u.is_active
+                    && crate::formats::hashers::is_password_usable(&u.password)
+                    && fold(&u.email) == wanted
+            })
+            .collect())
     }
 
     /// Users whose USERNAME_FIELD or EMAIL_FIELD matches, for the operator commands.

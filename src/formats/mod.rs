@@ -5,6 +5,7 @@
 
 pub mod crypto;
 pub mod csrf;
+pub mod fields;
 pub mod hashers;
 pub mod http;
 pub mod json;

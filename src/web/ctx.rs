@@ -30,6 +30,12 @@ impl Session {
         self.modified = true;
     }
 
+    pub fn remove(&mut self, k: &str) {
+        if self.data.shift_remove(k).is_some() {
+            self.modified = true;
+        }
+    }
+
     /// `flush()`: empty data, the row deleted, no key (the cookie is then deleted).
     pub fn flush(&mut self) {
         self.doomed.extend(self.key.take());
@@ -522,6 +528,19 @@ impl Ctx {
         }
         if vary {
             headers.append(header::VARY, HeaderValue::from_static("Cookie"));
+        }
+        // What Django's default MIDDLEWARE (SecurityMiddleware, XFrameOptionsMiddleware) adds
+        // with default settings, unless the view set them.
+        for (name, value) in [
+            ("x-content-type-options", "nosniff"),
+            ("referrer-policy", "same-origin"),
+            ("cross-origin-opener-policy", "same-origin"),
+            ("x-frame-options", "DENY"),
+        ] {
+            let name = header::HeaderName::from_static(name);
+            if !headers.contains_key(&name) {
+                headers.insert(name, HeaderValue::from_static(value));
+            }
         }
         resp
     }

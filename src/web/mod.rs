@@ -8,6 +8,7 @@
 pub mod cookies;
 pub mod ctx;
 pub mod mail;
+pub mod reset;
 pub mod templates;
 pub mod views;
 
@@ -35,6 +36,8 @@ pub struct AppState {
     pub allowed_hosts: Vec<String>,
     pub templates: templates::Templates,
     pub validators: Vec<crate::formats::validators::Validator>,
+    pub tokens: crate::formats::tokens::PasswordResetTokenGenerator,
+    pub mailer: mail::Mailer,
     /// The URL prefix of the auth pages (`/accounts/`).
     pub prefix: String,
 }
@@ -57,6 +60,8 @@ impl AppState {
             ),
             templates: templates::Templates::new(&settings.template_dirs)?,
             validators: settings.password_validators()?,
+            tokens: settings.token_generator()?,
+            mailer: mail::Mailer::from_settings(&settings)?,
             prefix: "/accounts/".into(),
             sessions: SessionTable::new(backend),
             users,
@@ -82,6 +87,22 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
         .route(
             &format!("{p}password_change/done/"),
             web::get().to(views::password_change_done),
+        )
+        .route(
+            &format!("{p}password_reset/"),
+            web::route().to(reset::password_reset),
+        )
+        .route(
+            &format!("{p}password_reset/done/"),
+            web::get().to(reset::password_reset_done),
+        )
+        .route(
+            &format!("{p}reset/done/"),
+            web::get().to(reset::password_reset_complete),
+        )
+        .route(
+            &format!("{p}reset/{{uidb64}}/{{token}}/"),
+            web::route().to(reset::password_reset_confirm),
         );
 }
 

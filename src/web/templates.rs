@@ -30,6 +30,30 @@ const DEFAULTS: &[(&str, &str)] = &[
         "registration/password_change_done.html",
         include_str!("../../templates/registration/password_change_done.html"),
     ),
+    (
+        "registration/password_reset_form.html",
+        include_str!("../../templates/registration/password_reset_form.html"),
+    ),
+    (
+        "registration/password_reset_done.html",
+        include_str!("../../templates/registration/password_reset_done.html"),
+    ),
+    (
+        "registration/password_reset_confirm.html",
+        include_str!("../../templates/registration/password_reset_confirm.html"),
+    ),
+    (
+        "registration/password_reset_complete.html",
+        include_str!("../../templates/registration/password_reset_complete.html"),
+    ),
+    (
+        "registration/password_reset_email.html",
+        include_str!("../../templates/registration/password_reset_email.html"),
+    ),
+    (
+        "registration/password_reset_subject.txt",
+        include_str!("../../templates/registration/password_reset_subject.txt"),
+    ),
 ];
 
 /// Rewrites the Django-only tags into minijinja expressions.
@@ -89,6 +113,15 @@ impl Templates {
                 .iter()
                 .find(|(n, _)| *n == name)
                 .map(|(_, src)| translate_django_tags(src)))
+        });
+        // The reset email is plain text despite its name (Django renders it inside
+        // `{% autoescape off %}`): escaping would turn an apostrophe in a name into `&#x27;`.
+        env.set_auto_escape_callback(|name| {
+            if name.ends_with(".html") && name != "registration/password_reset_email.html" {
+                minijinja::AutoEscape::Html
+            } else {
+                minijinja::AutoEscape::None
+            }
         });
         // A form field prints its widget HTML, which is already escaped where it needs to be.
         env.set_formatter(|out, state, value| {

@@ -14,7 +14,7 @@ pub const MAX_BODY: usize = 2_621_440;
 
 const INVALID_LOGIN: &str =
     "Please enter a correct username and password. Note that both fields may be case-sensitive.";
-const REQUIRED: &str = "This field is required.";
+pub(crate) const REQUIRED: &str = "This field is required.";
 
 fn escape(s: &str) -> String {
     s.replace('&', "&amp;")
@@ -25,13 +25,13 @@ fn escape(s: &str) -> String {
 }
 
 /// A form's fields as the templates see them (`form.username`, `.errors`, `.label_tag`…).
-struct Field<'a> {
-    name: &'a str,
-    label: &'a str,
-    input_type: &'a str,
-    attrs: &'a str,
-    value: Option<&'a str>,
-    errors: Vec<String>,
+pub(crate) struct Field<'a> {
+    pub name: &'a str,
+    pub label: &'a str,
+    pub input_type: &'a str,
+    pub attrs: &'a str,
+    pub value: Option<&'a str>,
+    pub errors: Vec<String>,
 }
 
 impl Field<'_> {
@@ -111,7 +111,7 @@ pub fn field_html(value: &Value) -> Option<String> {
         .map(str::to_owned)
 }
 
-fn form_value(fields: &[Field], non_field_errors: &[String]) -> Value {
+pub(crate) fn form_value(fields: &[Field], non_field_errors: &[String]) -> Value {
     let nfe = if non_field_errors.is_empty() {
         String::new()
     } else {
@@ -163,7 +163,7 @@ fn never_cache(resp: &mut HttpResponse) {
     }
 }
 
-fn csrf_failure(reason: &str) -> HttpResponse {
+pub(crate) fn csrf_failure(reason: &str) -> HttpResponse {
     eprintln!("djauth: Forbidden ({reason})");
     HttpResponse::Forbidden().content_type("text/html; charset=utf-8").body(
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n  <meta http-equiv=\"content-type\" content=\"text/html; charset=utf-8\">\n  <meta name=\"robots\" content=\"NONE,NOARCHIVE\">\n  <title>403 Forbidden</title>\n</head>\n<body>\n  <div id=\"summary\">\n    <h1>Forbidden <span>(403)</span></h1>\n    <p>CSRF verification failed. Request aborted.</p>\n  </div>\n</body>\n</html>\n",
@@ -179,7 +179,7 @@ fn query_param(req: &HttpRequest, name: &str) -> Option<String> {
         .map(|(_, v)| v)
 }
 
-fn form_param<'a>(form: &'a [(String, String)], name: &str) -> Option<&'a str> {
+pub(crate) fn form_param<'a>(form: &'a [(String, String)], name: &str) -> Option<&'a str> {
     form.iter()
         .rev()
         .find(|(k, _)| k == name)
@@ -201,13 +201,13 @@ fn safe_next(state: &AppState, ctx: &Ctx, req: &HttpRequest, form: &[(String, St
     }
 }
 
-fn redirect(to: &str) -> HttpResponse {
+pub(crate) fn redirect(to: &str) -> HttpResponse {
     HttpResponse::Found()
         .insert_header((header::LOCATION, to.to_owned()))
         .finish()
 }
 
-fn render(state: &AppState, name: &str, ctx: Value) -> HttpResponse {
+pub(crate) fn render(state: &AppState, name: &str, ctx: Value) -> HttpResponse {
     match state.templates.render(name, ctx) {
         Ok(html) => HttpResponse::Ok()
             .content_type("text/html; charset=utf-8")
@@ -221,7 +221,7 @@ fn render(state: &AppState, name: &str, ctx: Value) -> HttpResponse {
     }
 }
 
-fn parse_form(body: &[u8]) -> Vec<(String, String)> {
+pub(crate) fn parse_form(body: &[u8]) -> Vec<(String, String)> {
     // Django's QueryDict decodes with errors="replace"; malformed pairs are skipped.
     serde_urlencoded::from_bytes(body).unwrap_or_default()
 }
@@ -478,13 +478,13 @@ fn user_attributes(state: &AppState, user: &crate::db::users::User) -> Vec<(Stri
     attrs
 }
 
-fn csrf_input(token: &str) -> Value {
+pub(crate) fn csrf_input(token: &str) -> Value {
     Value::from_safe_string(format!(
         "<input type=\"hidden\" name=\"csrfmiddlewaretoken\" value=\"{token}\">"
     ))
 }
 
-fn password_field<'a>(
+pub(crate) fn password_field<'a>(
     name: &'a str,
     label: &'a str,
     autocomplete: &'a str,
@@ -498,6 +498,38 @@ fn password_field<'a>(
         value: None,
         errors,
     }
+}
+
+/// `SetPasswordMixin`: both fields required, equal, then the validators on the second.
+/// Returns the new password when the form is valid.
+pub(crate) fn check_new_passwords(
+    state: &AppState,
+    user: &crate::db::users::User,
+    form: &[(String, String)],
+    new1_errors: &mut Vec<String>,
+    new2_errors: &mut Vec<String>,
+) -> Option<String> {
+    let new1 = form_param(form, "new_password1").filter(|p| !p.is_empty());
+    let new2 = form_param(form, "new_password2").filter(|p| !p.is_empty());
+    if new1.is_none() {
+        new1_errors.push(REQUIRED.to_string());
+    }
+    if new2.is_none() {
+        new2_errors.push(REQUIRED.to_string());
+    }
+    let (p1, p2) = (new1?, new2?);
+    if p1 != p2 {
+        new2_errors.push(PASSWORD_MISMATCH.to_string());
+        return None;
+    }
+    let attrs = user_attributes(state, user);
+    if let Err(errs) =
+        crate::formats::validators::validate_password(p2, Some(&attrs), &state.validators)
+    {
+        new2_errors.extend(errs.into_iter().map(|e| e.message));
+        return None;
+    }
+    Some(p2.to_owned())
 }
 
 /// `PasswordChangeView` (`login_required`): on success the password is set with the
@@ -537,21 +569,10 @@ pub async fn password_change(
         let old = form_param(&form, "old_password")
             .filter(|p| !p.is_empty())
             .map(str::to_owned);
-        let new1 = form_param(&form, "new_password1")
-            .filter(|p| !p.is_empty())
-            .map(str::to_owned);
-        let new2 = form_param(&form, "new_password2")
-            .filter(|p| !p.is_empty())
-            .map(str::to_owned);
-        for (value, errors) in [
-            (&old, &mut old_errors),
-            (&new1, &mut new1_errors),
-            (&new2, &mut new2_errors),
-        ] {
-            if value.is_none() {
-                errors.push(REQUIRED.to_string());
-            }
+        if old.is_none() {
+            old_errors.push(REQUIRED.to_string());
         }
+        let new2 = check_new_passwords(&state, &user, &form, &mut new1_errors, &mut new2_errors);
         let st = state.clone();
         let checked_user = user.clone();
         let old_ok = match old.clone() {
@@ -567,20 +588,6 @@ pub async fn password_change(
         };
         if !old_ok {
             old_errors.push(OLD_PASSWORD_INCORRECT.to_string());
-        }
-        if let (Some(p1), Some(p2)) = (&new1, &new2) {
-            if p1 != p2 {
-                new2_errors.push(PASSWORD_MISMATCH.to_string());
-            } else {
-                let attrs = user_attributes(&state, &user);
-                if let Err(errs) = crate::formats::validators::validate_password(
-                    p2,
-                    Some(&attrs),
-                    &state.validators,
-                ) {
-                    new2_errors.extend(errs.into_iter().map(|e| e.message));
-                }
-            }
         }
         if old_errors.is_empty() && new1_errors.is_empty() && new2_errors.is_empty() {
             let st = state.clone();

@@ -26,9 +26,9 @@ DJANGO_SIDE = textwrap.dedent(
     from django.conf import settings
     cfg = json.loads(sys.argv[1])
     settings.configure(
-        SECRET_KEY=cfg["secret"], USE_TZ=True, ALLOWED_HOSTS=["*"], ROOT_URLCONF=__name__,
+        SECRET_KEY=cfg["secret"], SECRET_KEY_FALLBACKS=cfg.get("fallbacks", []), USE_TZ=True, ALLOWED_HOSTS=["*"], ROOT_URLCONF=__name__,
         INSTALLED_APPS=["django.contrib.auth", "django.contrib.contenttypes", "django.contrib.sessions"],
-        DATABASES={"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": cfg["db"]}},
+        DATABASES={"default": cfg.get("django_db") or {"ENGINE": "django.db.backends.sqlite3", "NAME": cfg["db"]}},
         SESSION_ENGINE=cfg.get("engine", "django.contrib.sessions.backends.db"),
         PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"],
         EMAIL_BACKEND="django.core.mail.backends.locmem.EmailBackend",
@@ -97,15 +97,29 @@ ENGINES = {"db": "django.contrib.sessions.backends.db",
            "signed_cookies": "django.contrib.sessions.backends.signed_cookies"}
 
 
-@pytest.fixture(scope="module", params=sorted(ENGINES))
+@pytest.fixture(scope="module")
+def pg():
+    import dbservers
+    with dbservers.postgres_server() as server:
+        yield server
+
+
+@pytest.fixture(scope="module", params=["sqlite-db", "sqlite-signed_cookies", "postgres-db"])
 def site(request):
-    engine = ENGINES[request.param]
+    backend, engine_name = request.param.split("-")
+    engine = ENGINES[engine_name]
     tmp = tempfile.mkdtemp(prefix="djauth-web-")
     db = os.path.join(tmp, "db.sqlite3")
+    django_db, database_url = None, f"sqlite://{db}"
+    if backend == "postgres":
+        server = request.getfixturevalue("pg")
+        name = "web_" + secrets.token_hex(4)
+        server.create_database(name)
+        django_db, database_url = server.django_database(name), server.url_for(name)
     secret = secrets.token_urlsafe(40)
     env = dict(
         os.environ,
-        DATABASE_URL=f"sqlite://{db}",
+        DATABASE_URL=database_url,
         DJAUTH_SECRET_KEY=secret,
         DJAUTH_ALLOWED_HOSTS="127.0.0.1",
         DJAUTH_PASSWORD_HASHERS="django.contrib.auth.hashers.MD5PasswordHasher",
@@ -130,11 +144,30 @@ def site(request):
     def django(op, **kw):
         import json
         out = subprocess.run([sys.executable, "-c", DJANGO_SIDE,
-                              json.dumps({"op": op, "db": db, "secret": secret, "engine": engine, **kw})],
+                              json.dumps({"op": op, "db": db, "secret": secret, "engine": engine,
+                                          "django_db": django_db, **kw})],
                              capture_output=True, text=True, check=True)
         return out.stdout.strip()
 
-    yield {"port": port, "django": django, "engine": request.param}
+    def start_djauth(**extra):
+        """Another djauth process on the same database, with other settings."""
+        p2 = free_port()
+        proc2 = subprocess.Popen([djcompat.DJAUTH_BIN, "serve", "--bind", f"127.0.0.1:{p2}"], env={**env, **extra},
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        for _ in range(300):
+            try:
+                socket.create_connection(("127.0.0.1", p2), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        started.append(proc2)
+        return {"port": p2}
+
+    started = []
+    yield {"port": port, "django": django, "engine": engine_name, "secret": secret, "start_djauth": start_djauth}
+    for p in started:
+        p.terminate()
+        p.wait(timeout=10)
     proc.terminate()
     proc.wait(timeout=10)
 
@@ -399,3 +432,21 @@ def test_reset_link_mailed_by_django_works_on_djauth_once(mail_site):
     assert site["django"]("check_password", username="erin", password="new-erin-pass") == "True"
     status, _, html, _ = request(site, "GET", path)
     assert status == 200 and "Password reset unsuccessful" in html
+
+
+def test_rotated_secret_key_with_fallbacks(site):
+    site["django"]("create_user", username="frank", password="pw-frank", email="frank@example.com")
+    old = site["secret"]
+    key = site["django"]("login", username="frank", password="pw-frank")
+    new = secrets.token_urlsafe(40)
+    rotated = site["start_djauth"](DJAUTH_SECRET_KEY=new, DJAUTH_SECRET_KEY_FALLBACKS=old)
+    status, _, _, cookies = request(rotated, "GET", "/accounts/password_change/", cookies={"sessionid": key})
+    assert status == 200, "a session made under the old key stays logged in through the fallback"
+    new_key = cookies["sessionid"]
+    if site["engine"] == "db":
+        assert new_key != key, "Django cycles the key after a fallback match"
+    assert site["django"]("who", sessionid=new_key, secret=new) == "frank", "re-signed under the new key"
+    second = site["django"]("login", username="frank", password="pw-frank")
+    without = site["start_djauth"](DJAUTH_SECRET_KEY=new)
+    status, headers, _, _ = request(without, "GET", "/accounts/password_change/", cookies={"sessionid": second})
+    assert status == 302 and headers["location"].startswith("/accounts/login/"), "no fallback: logged out"

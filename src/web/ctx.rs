@@ -70,6 +70,8 @@ pub struct Ctx {
     pub session: Session,
     pub csrf: Csrf,
     user: Option<Option<User>>,
+    /// `get_user`'s decision, made while the session row was loaded.
+    prefetched: Option<Resolution>,
 }
 
 /// The 400 Django answers for a host not in `ALLOWED_HOSTS`.
@@ -121,24 +123,45 @@ impl Ctx {
             new_key: false,
             doomed: vec![],
         };
+        let mut prefetched: Option<Resolution> = None;
         if let Some(value) = cookie {
             match state.engine {
                 Engine::Db if fsession::is_valid_session_key(&value) => {
                     let st = state.clone();
                     let key = value.clone();
-                    let blob = web::block(move || {
+                    // One trip to the blocking pool for the row and, when the session names
+                    // a user, for the user too: the common logged-in request costs one
+                    // pool checkout instead of two.
+                    let loaded = web::block(move || -> Result<_, String> {
                         let mut conn = st.pool.get().map_err(|e| e.to_string())?;
-                        st.sessions
+                        let Some(blob) = st
+                            .sessions
                             .load(&mut conn, &key, now_utc())
-                            .map_err(|e| e.to_string())
+                            .map_err(|e| e.to_string())?
+                        else {
+                            return Ok(None);
+                        };
+                        // Django treats undecodable data as an empty session under the same key.
+                        let data = st.codec.decode_db(&blob).unwrap_or_default();
+                        let resolution = if auth::session_user_id(&data).is_some() {
+                            Some(auth::resolve(
+                                &data,
+                                &st.settings.authentication_backends,
+                                &st.auth_hasher,
+                                |pk| st.users.get_by_pk(&mut conn, pk).map_err(|e| e.to_string()),
+                            )?)
+                        } else {
+                            None
+                        };
+                        Ok(Some((data, resolution)))
                     })
                     .await
                     .map_err(|e| service_unavailable(&e.to_string()))?
                     .map_err(|e| service_unavailable(&e))?;
-                    if let Some(blob) = blob {
+                    if let Some((data, resolution)) = loaded {
                         session.key = Some(value);
-                        // Django treats undecodable data as an empty session under the same key.
-                        session.data = state.codec.decode_db(&blob).unwrap_or_default();
+                        session.data = data;
+                        prefetched = resolution;
                     }
                 }
                 Engine::SignedCookies => {
@@ -192,6 +215,7 @@ impl Ctx {
             session,
             csrf,
             user: None,
+            prefetched,
         })
     }
 
@@ -276,20 +300,10 @@ impl Ctx {
         if let Some(u) = &self.user {
             return Ok(u.clone());
         }
-        let st = state.clone();
-        let data = self.session.data.clone();
-        let resolution = web::block(move || {
-            let mut conn = st.pool.get().map_err(|e| e.to_string())?;
-            auth::resolve(
-                &data,
-                &st.settings.authentication_backends,
-                &st.auth_hasher,
-                |pk| st.users.get_by_pk(&mut conn, pk).map_err(|e| e.to_string()),
-            )
-        })
-        .await
-        .map_err(|e| service_unavailable(&e.to_string()))?
-        .map_err(|e| service_unavailable(&e))?;
+        let resolution = match self.prefetched.take() {
+            Some(r) => r,
+            None => self.resolve_user(state).await?,
+        };
         let user = match resolution {
             Resolution::Anonymous => None,
             Resolution::User(u) => Some(u),
@@ -306,6 +320,23 @@ impl Ctx {
         };
         self.user = Some(user.clone());
         Ok(user)
+    }
+
+    async fn resolve_user(&self, state: &web::Data<AppState>) -> Result<Resolution, HttpResponse> {
+        let st = state.clone();
+        let data = self.session.data.clone();
+        web::block(move || {
+            let mut conn = st.pool.get().map_err(|e| e.to_string())?;
+            auth::resolve(
+                &data,
+                &st.settings.authentication_backends,
+                &st.auth_hasher,
+                |pk| st.users.get_by_pk(&mut conn, pk).map_err(|e| e.to_string()),
+            )
+        })
+        .await
+        .map_err(|e| service_unavailable(&e.to_string()))?
+        .map_err(|e| service_unavailable(&e))
     }
 
     /// `login(request, user)`.

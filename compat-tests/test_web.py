@@ -450,3 +450,28 @@ def test_rotated_secret_key_with_fallbacks(site):
     without = site["start_djauth"](DJAUTH_SECRET_KEY=new)
     status, headers, _, _ = request(without, "GET", "/accounts/password_change/", cookies={"sessionid": second})
     assert status == 302 and headers["location"].startswith("/accounts/login/"), "no fallback: logged out"
+
+
+def test_bad_input_gets_clear_answers(site):
+    # A body over DATA_UPLOAD_MAX_MEMORY_SIZE is refused, not read.
+    big = {"username": "x" * 3_000_000, "password": "y"}
+    status, _, _, _ = request(site, "POST", "/accounts/login/", big)
+    assert status == 413
+    # Invalid UTF-8 in a form is replaced, as Django's QueryDict does; the form just fails.
+    token, csrf_cookie = login_page(site)
+    conn = http.client.HTTPConnection("127.0.0.1", site["port"], timeout=10)
+    conn.request("POST", "/accounts/login/", body=f"username=%FF%FE&password=x&csrfmiddlewaretoken={token}",
+                 headers={"Host": f"127.0.0.1:{site['port']}", "Cookie": f"csrftoken={csrf_cookie}",
+                          "Content-Type": "application/x-www-form-urlencoded"})
+    r = conn.getresponse()
+    assert r.status == 200 and "Please enter a correct username" in r.read().decode()
+    # Garbage cookies: an unknown session is dropped (cookie deleted), a malformed CSRF cookie
+    # is replaced by a fresh secret.
+    status, _, _, cookies = request(site, "GET", "/accounts/login/",
+                                    cookies={"sessionid": "not-a-session-" + "z" * 10, "csrftoken": "bad!"})
+    assert status == 200
+    assert cookies["sessionid"] == '""'
+    assert re.fullmatch(r"[A-Za-z0-9]{32}", cookies["csrftoken"])
+    status, _, html, _ = request(site, "POST", "/accounts/login/", {"username": "a", "password": "b", "csrfmiddlewaretoken": token},
+                                 cookies={"csrftoken": "bad!"})
+    assert status == 403

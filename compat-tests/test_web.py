@@ -475,3 +475,35 @@ def test_bad_input_gets_clear_answers(site):
     status, _, html, _ = request(site, "POST", "/accounts/login/", {"username": "a", "password": "b", "csrfmiddlewaretoken": token},
                                  cookies={"csrftoken": "bad!"})
     assert status == 403
+
+
+def test_database_outage_is_503_without_panic():
+    """The database going away gives 503 with Retry-After within a bounded time, no panic."""
+    import dbservers
+    with dbservers.postgres_server() as server:
+        server.create_database("outage")
+        env = dict(os.environ, DATABASE_URL=server.url_for("outage"), DJAUTH_SECRET_KEY="k" * 50,
+                   DJAUTH_ALLOWED_HOSTS="127.0.0.1")
+        subprocess.run([djcompat.DJAUTH_BIN, "migrate"], env=env, check=True, capture_output=True)
+        port = free_port()
+        proc = subprocess.Popen([djcompat.DJAUTH_BIN, "serve", "--bind", f"127.0.0.1:{port}"], env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            site = {"port": port}
+            for _ in range(300):
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                    break
+                except OSError:
+                    time.sleep(0.05)
+            assert request(site, "GET", "/accounts/login/")[0] == 200
+            server.stop()
+            t0 = time.time()
+            status, headers, _, _ = request(site, "GET", "/accounts/password_change/",
+                                            cookies={"sessionid": "a" * 32})
+            assert status == 503 and headers.get("retry-after")
+            assert time.time() - t0 < 8
+        finally:
+            proc.terminate()
+            _, err = proc.communicate(timeout=10)
+        assert b"panicked" not in err

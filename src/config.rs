@@ -224,6 +224,8 @@ fn optional_seconds<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<f64
 /// Settings whose default is `None`, so the default table cannot tell their type.
 const OPTIONAL_STRINGS: &[&str] = &[
     "DATABASE_URL",
+    "DEFAULT_AUTO_FIELD",
+    "AUTH_USER_TABLE",
     "SESSION_COOKIE_DOMAIN",
     "CSRF_COOKIE_DOMAIN",
     "LOGOUT_REDIRECT_URL",
@@ -654,6 +656,8 @@ mod tests {
                 ("DJAUTH_SESSION_COOKIE_SECURE", "true"),
                 ("DJAUTH_SESSION_COOKIE_SAMESITE", "false"),
                 ("DATABASE_URL", "sqlite://x.db"),
+                ("DJAUTH_DEFAULT_AUTO_FIELD", "django.db.models.BigAutoField"),
+                ("DJAUTH_AUTH_USER_TABLE", "custom_users"),
                 ("DJAUTH_BIN", "/not/a/setting"),
             ],
         )
@@ -669,6 +673,11 @@ mod tests {
         assert!(s.session_cookie_secure);
         assert_eq!(s.session_cookie_samesite.attribute(), None);
         assert_eq!(s.database_url.as_deref(), Some("sqlite://x.db"));
+        assert_eq!(
+            s.default_auto_field().unwrap(),
+            crate::db::django::AutoField::BigAutoField
+        );
+        assert_eq!(s.auth_user_table.as_deref(), Some("custom_users"));
     }
 
     #[test]

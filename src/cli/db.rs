@@ -15,17 +15,25 @@ fn db_failure(e: db::DbError) -> Failure {
     Failure::Refused(e.to_string())
 }
 
+pub(crate) fn migrate_options(settings: &Settings) -> Result<django::MigrateOptions, Failure> {
+    Ok(django::MigrateOptions {
+        auto: settings.default_auto_field()?,
+        swapped_user_model: settings.auth_user_model != "auth.User",
+        sorted_content_types: settings.django_version()? >= crate::formats::DjangoVersion::V6_0,
+    })
+}
+
 /// `djauth migrate`.
 pub fn migrate(settings: &Settings) -> CmdResult {
-    let auto = settings.default_auto_field()?;
-    if settings.auth_user_model != "auth.User" {
-        // djauth can create Django's default user model only; a swapped model's table is
-        // the project's own, created by Django's migrate.
-        let (mut conn, backend) = connect(settings)?;
+    let swapped = settings.auth_user_model != "auth.User";
+    let (mut conn, backend) = connect(settings)?;
+    let report =
+        django::migrate(&mut conn, backend, migrate_options(settings)?).map_err(db_failure)?;
+    if swapped {
+        // A swapped model's table is the project's own (Django's migrate made it): check that
+        // the settings describe it.
         UserModel::load(&mut conn, backend, &settings.user_model_settings()).map_err(db_failure)?;
     }
-    let (mut conn, backend) = connect(settings)?;
-    let report = django::migrate(&mut conn, backend, auto).map_err(db_failure)?;
     if report.created_django_tables {
         println!(
             "Created Django's auth, contenttypes and sessions tables ({} migrations recorded, {} content types, {} permissions).",
@@ -51,8 +59,8 @@ pub fn serve(settings: &Settings, bind: &str) -> CmdResult {
     settings.require_secret_key()?;
     let (mut conn, backend) = connect(settings)?;
     if backend == Backend::Sqlite {
-        let report = django::migrate(&mut conn, backend, settings.default_auto_field()?)
-            .map_err(db_failure)?;
+        let report =
+            django::migrate(&mut conn, backend, migrate_options(settings)?).map_err(db_failure)?;
         if report.created_django_tables {
             eprintln!(
                 "djauth: created Django's tables in {}",

@@ -138,20 +138,50 @@ fn existing_tables(
 }
 
 /// `djauth migrate`.
+/// What `migrate` needs to know about the Django site it stands in for.
+#[derive(Debug, Clone, Copy)]
+pub struct MigrateOptions {
+    /// `DEFAULT_AUTO_FIELD`.
+    pub auto: AutoField,
+    /// `AUTH_USER_MODEL` is not `auth.User`.
+    pub swapped_user_model: bool,
+    /// Django 6.0+ creates an app's content types in model-name order (5.2: definition order).
+    pub sorted_content_types: bool,
+}
+
 pub fn migrate(
     conn: &mut DbConnection,
     backend: Backend,
-    auto: AutoField,
+    opts: MigrateOptions,
 ) -> Result<MigrateReport, DbError> {
+    let MigrateOptions {
+        auto,
+        swapped_user_model,
+        ..
+    } = opts;
     let mut report = MigrateReport::default();
+    // A swapped user model (AUTH_USER_MODEL) replaces auth_user and its two M2M tables.
+    let required: Vec<&str> = DJANGO_TABLES
+        .into_iter()
+        .filter(|t| !(swapped_user_model && t.starts_with("auth_user")))
+        .collect();
     let existing = existing_tables(conn, backend)?;
+    let present: Vec<&str> = required
+        .iter()
+        .copied()
+        .filter(|t| existing.contains(t))
+        .collect();
     if existing.is_empty() {
-        create_django_schema(conn, backend, auto, &mut report)?;
-    } else if existing.len() < DJANGO_TABLES.len() {
-        let missing: Vec<_> = DJANGO_TABLES
-            .iter()
-            .filter(|t| !existing.contains(t))
-            .collect();
+        if swapped_user_model {
+            return Err(DbError::Schema(
+                "the database is empty and AUTH_USER_MODEL names a custom model: run Django's \
+                 `manage.py migrate` first (djauth creates Django's default user model only)"
+                    .into(),
+            ));
+        }
+        create_django_schema(conn, backend, auto, opts.sorted_content_types, &mut report)?;
+    } else if present.len() < required.len() {
+        let missing: Vec<_> = required.iter().filter(|t| !existing.contains(t)).collect();
         return Err(DbError::Schema(format!(
             "the database has some of Django's tables but not {missing:?}: finish Django's own `manage.py migrate` \
              (djauth creates Django's tables only in an empty database)"
@@ -165,6 +195,7 @@ fn create_django_schema(
     conn: &mut DbConnection,
     backend: Backend,
     auto: AutoField,
+    sorted_content_types: bool,
     report: &mut MigrateReport,
 ) -> Result<(), DbError> {
     let d = Dialect(backend);
@@ -200,7 +231,14 @@ fn create_django_schema(
             d.param(1),
             d.param(2)
         );
-        for (app, model, _) in DJANGO_MODELS {
+        let mut content_types = DJANGO_MODELS.to_vec();
+        if sorted_content_types {
+            // Per app, in the order the apps' post_migrate handlers run (stable sort).
+            content_types.sort_by_key(|(app, model, _)| {
+                (DJANGO_MODELS.iter().position(|(a, _, _)| a == app), *model)
+            });
+        }
+        for (app, model, _) in content_types {
             diesel::sql_query(&insert_ct).bind::<Text, _>(app).bind::<Text, _>(model).execute(conn)?;
             report.content_types += 1;
         }

@@ -117,7 +117,15 @@ impl Target {
     }
 
     fn establish(&self) -> Result<DbConnection, DbError> {
-        let err = |e: diesel::ConnectionError| DbError::Connect(e.to_string());
+        // libpq's messages span lines ("…refused\n\tIs the server running…"): one line each.
+        let err = |e: diesel::ConnectionError| {
+            DbError::Connect(
+                e.to_string()
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            )
+        };
         let mut conn = match self.backend {
             Backend::Sqlite => DbConnection::Sqlite(
                 diesel::SqliteConnection::establish(&self.address).map_err(err)?,

@@ -9,6 +9,12 @@ use crate::formats::hashers::{Hashers, Md5Hasher, PasswordHasher};
 use crate::formats::DjangoVersion;
 use diesel::connection::SimpleConnection;
 
+const OPTS: django::MigrateOptions = django::MigrateOptions {
+    auto: AutoField::AutoField,
+    swapped_user_model: false,
+    sorted_content_types: false,
+};
+
 const DEFAULT_MODEL: UserModelSettings<'static> = UserModelSettings {
     auth_user_model: "auth.User",
     table: None,
@@ -21,7 +27,7 @@ fn fresh() -> (PooledConn, tempfile_path::TempPath) {
     let (pool, backend) = pool(&format!("sqlite://{}", path.0.display()), 2).unwrap();
     assert_eq!(backend, Backend::Sqlite);
     let mut conn = pool.get().unwrap();
-    django::migrate(&mut conn, backend, AutoField::AutoField).unwrap();
+    django::migrate(&mut conn, backend, OPTS).unwrap();
     (conn, path)
 }
 
@@ -60,14 +66,14 @@ fn md5_first() -> Hashers {
 #[test]
 fn migrate_is_idempotent_and_refuses_partial_schemas() {
     let (mut conn, _path) = fresh();
-    let again = django::migrate(&mut conn, Backend::Sqlite, AutoField::AutoField).unwrap();
+    let again = django::migrate(&mut conn, Backend::Sqlite, OPTS).unwrap();
     assert!(!again.created_django_tables);
     assert!(again.djauth_migrations.is_empty());
     assert!(django::check_tables(&mut conn, Backend::Sqlite)
         .unwrap()
         .is_empty());
     conn.batch_execute("DROP TABLE django_session").unwrap();
-    let err = django::migrate(&mut conn, Backend::Sqlite, AutoField::AutoField).unwrap_err();
+    let err = django::migrate(&mut conn, Backend::Sqlite, OPTS).unwrap_err();
     assert!(err.to_string().contains("django_session"), "{err}");
     assert_eq!(
         django::check_tables(&mut conn, Backend::Sqlite)

@@ -216,7 +216,13 @@ impl UserModel {
         } else if t.contains("bigint") || t == "bigserial" {
             PkKind::BigInt
         } else if t.contains("int") || t == "serial" {
-            PkKind::Integer
+            // SQLite declares AutoField and BigAutoField alike as `integer`, and its integers
+            // are 64-bit: read the key as the wider type.
+            if backend == Backend::Sqlite {
+                PkKind::BigInt
+            } else {
+                PkKind::Integer
+            }
         } else {
             return Err(DbError::Schema(format!(
                 "the user table's primary key {:?} has type {t:?}; djauth supports integer, bigint and UUID keys",

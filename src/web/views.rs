@@ -371,35 +371,21 @@ pub async fn logout(
     };
     let get_allowed = state.settings.django_version().unwrap_or_default() == DjangoVersion::V4_2;
     let method = req.method().clone();
-    if method == Method::OPTIONS {
-        let allow = if get_allowed {
-            "GET, POST, HEAD, OPTIONS"
-        } else {
-            "POST, OPTIONS"
-        };
-        return ctx
-            .finish(
-                &state,
-                HttpResponse::Ok()
-                    .insert_header((header::ALLOW, allow))
-                    .finish(),
-            )
-            .await;
-    }
-    if !(method == Method::POST || (get_allowed && method == Method::GET)) {
-        let allow = if get_allowed {
-            "GET, POST, HEAD, OPTIONS"
-        } else {
-            "POST, OPTIONS"
-        };
-        return ctx
-            .finish(
-                &state,
-                HttpResponse::MethodNotAllowed()
-                    .insert_header((header::ALLOW, allow))
-                    .finish(),
-            )
-            .await;
+    let allow = if get_allowed {
+        "GET, POST, HEAD, OPTIONS"
+    } else {
+        "POST, OPTIONS"
+    };
+    let refused = if method == Method::OPTIONS {
+        Some(HttpResponse::Ok())
+    } else if !(method == Method::POST || (get_allowed && method == Method::GET)) {
+        Some(HttpResponse::MethodNotAllowed())
+    } else {
+        None
+    };
+    if let Some(mut builder) = refused {
+        let resp = builder.insert_header((header::ALLOW, allow)).finish();
+        return ctx.finish(&state, resp).await;
     }
     let form = if method == Method::POST {
         parse_form(&body)

@@ -77,7 +77,8 @@ pub fn translate_django_tags(src: &str) -> String {
                         let mut call = format!("{{{{ url({name}");
                         for p in params {
                             call.push_str(", ");
-                            call.push_str(p);
+                            // `uidb64=uid` → `uid`: the view's arguments in the order written.
+                            call.push_str(p.split_once('=').map_or(*p, |(_, v)| v));
                         }
                         call.push_str(") }}");
                         out.push_str(&call);
@@ -134,22 +135,36 @@ impl Templates {
         });
         env.add_function(
             "url",
-            |name: String, args: minijinja::value::Rest<Value>| -> String {
-                let base = match name.as_str() {
-                    "login" => "/accounts/login/",
-                    "logout" => "/accounts/logout/",
-                    "password_change" => "/accounts/password_change/",
-                    "password_change_done" => "/accounts/password_change/done/",
-                    "password_reset" => "/accounts/password_reset/",
-                    "password_reset_done" => "/accounts/password_reset/done/",
-                    "password_reset_complete" => "/accounts/reset/done/",
-                    "password_reset_confirm" => {
-                        let parts: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-                        return format!("/accounts/reset/{}/", parts.join("/"));
+            |name: String,
+             args: minijinja::value::Rest<Value>|
+             -> Result<Value, minijinja::Error> {
+                let path = match name.as_str() {
+                    "login" => "/accounts/login/".to_owned(),
+                    "logout" => "/accounts/logout/".to_owned(),
+                    "password_change" => "/accounts/password_change/".to_owned(),
+                    "password_change_done" => "/accounts/password_change/done/".to_owned(),
+                    "password_reset" => "/accounts/password_reset/".to_owned(),
+                    "password_reset_done" => "/accounts/password_reset/done/".to_owned(),
+                    "password_reset_complete" => "/accounts/reset/done/".to_owned(),
+                    "password_reset_confirm" if args.len() == 2 => {
+                        format!("/accounts/reset/{}/{}/", args[0], args[1])
                     }
-                    _ => "/",
+                    // Django raises NoReverseMatch for a name it does not know.
+                    other => {
+                        return Err(minijinja::Error::new(
+                            minijinja::ErrorKind::InvalidOperation,
+                            format!("Reverse for '{other}' not found."),
+                        ))
+                    }
                 };
-                base.to_owned()
+                // Django escapes only & < > " ' in a {% url %}; minijinja would also escape '/'.
+                let escaped = path
+                    .replace('&', "&amp;")
+                    .replace('<', "&lt;")
+                    .replace('>', "&gt;")
+                    .replace('"', "&quot;")
+                    .replace('\'', "&#x27;");
+                Ok(Value::from_safe_string(escaped))
             },
         );
         Ok(Templates { env })
@@ -172,6 +187,21 @@ mod tests {
                 .get_template(name)
                 .unwrap_or_else(|e| panic!("{name}: {e}"));
         }
+    }
+
+    #[test]
+    fn url_tag_renders_like_djangos() {
+        assert_eq!(
+            translate_django_tags("{% url 'password_reset_confirm' uidb64=uid token=token %}"),
+            "{{ url('password_reset_confirm', uid, token) }}"
+        );
+        let mut t = Templates::new(&[]).unwrap();
+        t.env
+            .add_template_owned("t.html", translate_django_tags("<a href=\"{% url 'password_reset' %}\">"))
+            .unwrap();
+        assert_eq!(t.render("t.html", Value::UNDEFINED).unwrap(), "<a href=\"/accounts/password_reset/\">");
+        t.env.add_template_owned("bad.html", translate_django_tags("{% url 'nope' %}")).unwrap();
+        assert!(t.render("bad.html", Value::UNDEFINED).is_err(), "NoReverseMatch");
     }
 
     #[test]

@@ -330,7 +330,7 @@ _NON_DEFAULT = BIG if _version_default_auto_field() == AUTO else AUTO
     # the same through --config's TOML (only the non-default value tells whether it arrived)
     pytest.param(_NON_DEFAULT, "config-file", id=_NON_DEFAULT.rsplit(".", 1)[1] + "-config-file"),
 ])
-def test_djauth_migrate_equals_django_migrate(backend, django_project, auto_field, source, request, tmp_path):
+def test_djauth_migrate_equals_django_migrate(backend, django_project, auto_field, source, tmp_path):
     """DEFAULT_AUTO_FIELD reaches djauth as DJAUTH_DEFAULT_AUTO_FIELD (env) or through
     --config's TOML file; the schema must be Django's either way."""
     ours = backend.new_database("djauth")
@@ -387,11 +387,9 @@ def test_djauth_migrate_equals_django_migrate(backend, django_project, auto_fiel
     assert proj.call("sql", query="SELECT COUNT(*) FROM auth_user_groups") == [[1]]
 
 
-def test_djauth_migrate_rows_have_djangos_ids(backend, django_project, request):
+def test_djauth_migrate_rows_have_djangos_ids(backend, django_project):
     """The rows of django_content_type, auth_permission and django_migrations, ids included,
     are the ones Django's migrate writes (INSTALLED_APPS in startproject's order)."""
-    import django
-
     ours, ref = backend.new_database("djauth"), backend.new_database("django")
     proj = django_project({"default": ours, "ref": ref}, hashers_list=FAST_HASHERS,
                           auto_field=_version_default_auto_field())
@@ -578,7 +576,7 @@ def test_custom_user_model_users_and_permissions(backend, django_project, rng, m
     assert not problems, f"{backend}/{model}:\n" + "\n".join(problems)
 
 
-def test_bigautofield_pk_beyond_32_bits(backend, django_project, rng, request):
+def test_bigautofield_pk_beyond_32_bits(backend, django_project, rng):
     """BigAutoField primary keys above 2**31 - 1 (on SQLite the column is "integer" either way)."""
     proj = django_project(backend.new_database("bigpk"), hashers_list=FAST_HASHERS, user_model="bigauto")
     proj.migrate()
@@ -725,11 +723,7 @@ def test_unreachable_database_fails_fast(kind):
         assert "cannot connect to the database" in text or "unable to open" in text, f"{what}: {res}"
 
 
-@pytest.mark.parametrize("kind", [
-    "sqlite",
-    "postgres",
-    "mysql",
-])
+@pytest.mark.parametrize("kind", BACKENDS)
 def test_unreachable_database_message_is_one_line(kind):
     bad = []
     for url, args, _took, res in _unreachable_runs(kind):

@@ -197,11 +197,22 @@ mod tests {
         );
         let mut t = Templates::new(&[]).unwrap();
         t.env
-            .add_template_owned("t.html", translate_django_tags("<a href=\"{% url 'password_reset' %}\">"))
+            .add_template_owned(
+                "t.html",
+                translate_django_tags("<a href=\"{% url 'password_reset' %}\">"),
+            )
             .unwrap();
-        assert_eq!(t.render("t.html", Value::UNDEFINED).unwrap(), "<a href=\"/accounts/password_reset/\">");
-        t.env.add_template_owned("bad.html", translate_django_tags("{% url 'nope' %}")).unwrap();
-        assert!(t.render("bad.html", Value::UNDEFINED).is_err(), "NoReverseMatch");
+        assert_eq!(
+            t.render("t.html", Value::UNDEFINED).unwrap(),
+            "<a href=\"/accounts/password_reset/\">"
+        );
+        t.env
+            .add_template_owned("bad.html", translate_django_tags("{% url 'nope' %}"))
+            .unwrap();
+        assert!(
+            t.render("bad.html", Value::UNDEFINED).is_err(),
+            "NoReverseMatch"
+        );
     }
 
     #[test]

@@ -92,6 +92,24 @@ def free_port():
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
+def start_djauth(env):
+    """`djauth serve` on a free loopback port, waited for; the caller terminates it."""
+    port = free_port()
+    proc = subprocess.Popen([djcompat.DJAUTH_BIN, "serve", "--bind", f"127.0.0.1:{port}"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 15
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            break
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return proc, port
+        except OSError:
+            time.sleep(0.05)
+    proc.kill()
+    pytest.fail("djauth serve did not start: " + proc.stderr.read().decode())
+
+
 
 ENGINES = {"db": "django.contrib.sessions.backends.db",
            "signed_cookies": "django.contrib.sessions.backends.signed_cookies"}
@@ -127,19 +145,7 @@ def site(request):
         DJAUTH_SESSION_ENGINE=engine,
     )
     subprocess.run([djcompat.DJAUTH_BIN, "migrate"], env=env, check=True, capture_output=True)
-    port = free_port()
-    proc = subprocess.Popen([djcompat.DJAUTH_BIN, "serve", "--bind", f"127.0.0.1:{port}"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.time() + 15
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            time.sleep(0.05)
-    else:
-        proc.kill()
-        pytest.fail("djauth serve did not start: " + proc.stderr.read().decode())
+    proc, port = start_djauth(env)
 
     def django(op, **kw):
         import json
@@ -149,22 +155,14 @@ def site(request):
                              capture_output=True, text=True, check=True)
         return out.stdout.strip()
 
-    def start_djauth(**extra):
+    def start_another(**extra):
         """Another djauth process on the same database, with other settings."""
-        p2 = free_port()
-        proc2 = subprocess.Popen([djcompat.DJAUTH_BIN, "serve", "--bind", f"127.0.0.1:{p2}"], env={**env, **extra},
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        for _ in range(300):
-            try:
-                socket.create_connection(("127.0.0.1", p2), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.05)
+        proc2, p2 = start_djauth({**env, **extra})
         started.append(proc2)
         return {"port": p2}
 
     started = []
-    yield {"port": port, "django": django, "engine": engine_name, "secret": secret, "start_djauth": start_djauth}
+    yield {"port": port, "django": django, "engine": engine_name, "secret": secret, "start_djauth": start_another}
     for p in started:
         p.terminate()
         p.wait(timeout=10)
@@ -360,16 +358,7 @@ def mail_site(tmp_path_factory):
                DJAUTH_EMAIL_HOST="127.0.0.1", DJAUTH_EMAIL_PORT=str(sink.port), DJAUTH_TIME_ZONE="America/Chicago",
                DJAUTH_DJANGO_VERSION=os.environ.get("DJAUTH_DJANGO_VERSION", "5.2"))
     subprocess.run([djcompat.DJAUTH_BIN, "migrate"], env=env, check=True, capture_output=True)
-    port = free_port()
-    proc = subprocess.Popen([djcompat.DJAUTH_BIN, "serve", "--bind", f"127.0.0.1:{port}"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.time() + 15
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            time.sleep(0.05)
+    proc, port = start_djauth(env)
 
     def django(op, **kw):
         import json
@@ -485,17 +474,9 @@ def test_database_outage_is_503_without_panic():
         env = dict(os.environ, DATABASE_URL=server.url_for("outage"), DJAUTH_SECRET_KEY="k" * 50,
                    DJAUTH_ALLOWED_HOSTS="127.0.0.1")
         subprocess.run([djcompat.DJAUTH_BIN, "migrate"], env=env, check=True, capture_output=True)
-        port = free_port()
-        proc = subprocess.Popen([djcompat.DJAUTH_BIN, "serve", "--bind", f"127.0.0.1:{port}"], env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        proc, port = start_djauth(env)
         try:
             site = {"port": port}
-            for _ in range(300):
-                try:
-                    socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                    break
-                except OSError:
-                    time.sleep(0.05)
             assert request(site, "GET", "/accounts/login/")[0] == 200
             server.stop()
             t0 = time.time()

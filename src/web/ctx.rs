@@ -81,6 +81,20 @@ pub fn bad_request() -> HttpResponse {
         .body("<!doctype html>\n<html lang=\"en\">\n<head>\n  <title>Bad Request (400)</title>\n</head>\n<body>\n  <h1>Bad Request (400)</h1><p></p>\n</body>\n</html>\n")
 }
 
+/// The value of a `web::block` job, or the 503 Django-side callers would see when the
+/// database cannot be used.
+// The error is the response itself, returned straight to actix; boxing it buys nothing.
+#[allow(clippy::result_large_err)]
+pub fn blocking<T>(
+    result: Result<Result<T, String>, actix_web::error::BlockingError>,
+) -> Result<T, HttpResponse> {
+    match result {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(service_unavailable(&e)),
+        Err(e) => Err(service_unavailable(&e.to_string())),
+    }
+}
+
 pub fn service_unavailable(reason: &str) -> HttpResponse {
     tracing_free_log(reason);
     HttpResponse::ServiceUnavailable()

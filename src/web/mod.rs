@@ -5,6 +5,26 @@
 //! the CSRF secret, resolves the user lazily, and at the end writes back what Django's
 //! `SessionMiddleware` and `CsrfViewMiddleware` would.
 
+/// `Ctx::begin`, or return the response it refused the request with (400, 503).
+macro_rules! begin_or_return {
+    ($state:expr, $req:expr) => {
+        match $crate::web::ctx::Ctx::begin(&$state, &$req).await {
+            Ok(ctx) => ctx,
+            Err(resp) => return resp,
+        }
+    };
+}
+
+/// The value of a blocking job, or return its 503.
+macro_rules! blocking_or_return {
+    ($job:expr) => {
+        match $crate::web::ctx::blocking($job.await) {
+            Ok(v) => v,
+            Err(resp) => return resp,
+        }
+    };
+}
+
 pub mod cookies;
 pub mod ctx;
 pub mod mail;

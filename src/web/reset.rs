@@ -3,7 +3,6 @@
 //! redirect to `…/set-password/` with the real token kept in the session) and
 //! `PasswordResetCompleteView`.
 
-use super::ctx::{service_unavailable, Ctx};
 use super::views::{
     csrf_failure, csrf_input, form_param, form_value, parse_form, password_field, redirect, render,
     Field, REQUIRED,
@@ -36,10 +35,7 @@ pub async fn password_reset(
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> HttpResponse {
-    let mut ctx = match Ctx::begin(&state, &req).await {
-        Ok(c) => c,
-        Err(resp) => return resp,
-    };
+    let mut ctx = begin_or_return!(state, req);
     let is_post = req.method() == Method::POST;
     let form = if is_post { parse_form(&body) } else { vec![] };
     let email = form_param(&form, "email")
@@ -70,7 +66,10 @@ pub async fn password_reset(
             // so the answer never reveals whether the address exists.
             let sent = web::block(move || -> Result<(), String> {
                 let mut conn = st.pool.get().map_err(|e| e.to_string())?;
-                let users = st.users.get_by_email_for_reset(&mut conn, &email).map_err(|e| e.to_string())?;
+                let users = st
+                    .users
+                    .get_by_email_for_reset(&mut conn, &email)
+                    .map_err(|e| e.to_string())?;
                 for user in users {
                     let token = st.tokens.make_token(&token_user(&user));
                     let c = context! {
@@ -78,8 +77,12 @@ pub async fn password_reset(
                         uid => uidb64_encode(&user.pk), user => minijinja::Value::from_serialize(user.as_json()),
                         token => token, protocol => protocol,
                     };
-                    let subject = st.templates.render("registration/password_reset_subject.txt", c.clone());
-                    let body = st.templates.render("registration/password_reset_email.html", c);
+                    let subject = st
+                        .templates
+                        .render("registration/password_reset_subject.txt", c.clone());
+                    let body = st
+                        .templates
+                        .render("registration/password_reset_email.html", c);
                     let (Ok(subject), Ok(body)) = (subject, body) else {
                         eprintln!("djauth: cannot render the password reset email");
                         continue;
@@ -94,17 +97,15 @@ pub async fn password_reset(
                         to: vec![user.email.clone()],
                     };
                     if let Err(e) = st.mailer.send(&msg) {
-                        eprintln!("djauth: Failed to send password reset email to {}: {e}", user.pk);
+                        eprintln!(
+                            "djauth: Failed to send password reset email to {}: {e}",
+                            user.pk
+                        );
                     }
                 }
                 Ok(())
-            })
-            .await;
-            match sent {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => return service_unavailable(&e),
-                Err(e) => return service_unavailable(&e.to_string()),
-            }
+            });
+            blocking_or_return!(sent);
             return ctx
                 .finish(
                     &state,
@@ -158,10 +159,7 @@ async fn simple_page(
     template: &str,
     title: &str,
 ) -> HttpResponse {
-    let ctx = match Ctx::begin(&state, &req).await {
-        Ok(c) => c,
-        Err(resp) => return resp,
-    };
+    let ctx = begin_or_return!(state, req);
     let page = render(
         &state,
         template,
@@ -177,10 +175,7 @@ pub async fn password_reset_confirm(
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> HttpResponse {
-    let mut ctx = match Ctx::begin(&state, &req).await {
-        Ok(c) => c,
-        Err(resp) => return resp,
-    };
+    let mut ctx = begin_or_return!(state, req);
     let (uidb64, token) = path.into_inner();
     let st = state.clone();
     let uid = uidb64.clone();
@@ -192,13 +187,8 @@ pub async fn password_reset_confirm(
         st.users
             .get_by_pk(&mut conn, &pk)
             .map_err(|e| e.to_string())
-    })
-    .await;
-    let user = match user {
-        Ok(Ok(u)) => u,
-        Ok(Err(e)) => return service_unavailable(&e),
-        Err(e) => return service_unavailable(&e.to_string()),
-    };
+    });
+    let user = blocking_or_return!(user);
     let mut valid_user = None;
     if let Some(user) = user {
         if token == RESET_URL_TOKEN {
@@ -248,13 +238,8 @@ pub async fn password_reset_confirm(
                 st.users
                     .set_password(&mut conn, &mut u, encoded)
                     .map_err(|e| e.to_string())
-            })
-            .await;
-            match saved {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => return service_unavailable(&e),
-                Err(e) => return service_unavailable(&e.to_string()),
-            }
+            });
+            blocking_or_return!(saved);
             ctx.session.remove(RESET_SESSION_KEY);
             return ctx
                 .finish(&state, redirect(&format!("{}reset/done/", state.prefix)))

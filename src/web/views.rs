@@ -228,10 +228,7 @@ pub(crate) fn parse_form(body: &[u8]) -> Vec<(String, String)> {
 
 /// `LoginView` (GET shows the form, POST authenticates).
 pub async fn login(req: HttpRequest, body: web::Bytes, state: web::Data<AppState>) -> HttpResponse {
-    let mut ctx = match Ctx::begin(&state, &req).await {
-        Ok(c) => c,
-        Err(resp) => return resp,
-    };
+    let mut ctx = begin_or_return!(state, req);
     let is_post = req.method() == Method::POST;
     if !is_post && req.method() != Method::GET && req.method() != Method::HEAD {
         return ctx
@@ -284,10 +281,9 @@ pub async fn login(req: HttpRequest, body: web::Bytes, state: web::Data<AppState
                     .authenticate(&mut conn, &st.hashers, &username, &password)
                     .map_err(|e| e.to_string())?;
                 Ok(user)
-            })
-            .await;
-            match result {
-                Ok(Ok(Some(mut user))) => {
+            });
+            match blocking_or_return!(result) {
+                Some(mut user) => {
                     // login(): session rules, CSRF rotation, then user_logged_in → last_login.
                     let _ = ctx.user(&state).await;
                     ctx.login(&state, &user);
@@ -316,9 +312,7 @@ pub async fn login(req: HttpRequest, body: web::Bytes, state: web::Data<AppState
                     never_cache(&mut resp);
                     return ctx.finish(&state, resp).await;
                 }
-                Ok(Ok(None)) => non_field.push(INVALID_LOGIN.to_string()),
-                Ok(Err(e)) => return service_unavailable(&e),
-                Err(e) => return service_unavailable(&e.to_string()),
+                None => non_field.push(INVALID_LOGIN.to_string()),
             }
         }
     }
@@ -365,10 +359,7 @@ pub async fn logout(
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> HttpResponse {
-    let mut ctx = match Ctx::begin(&state, &req).await {
-        Ok(c) => c,
-        Err(resp) => return resp,
-    };
+    let mut ctx = begin_or_return!(state, req);
     let get_allowed = state.settings.django_version().unwrap_or_default() == DjangoVersion::V4_2;
     let method = req.method().clone();
     let allow = if get_allowed {
@@ -526,10 +517,7 @@ pub async fn password_change(
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> HttpResponse {
-    let mut ctx = match Ctx::begin(&state, &req).await {
-        Ok(c) => c,
-        Err(resp) => return resp,
-    };
+    let mut ctx = begin_or_return!(state, req);
     let user = match ctx.user(&state).await {
         Ok(Some(u)) => u,
         Ok(None) => return ctx.finish(&state, redirect_to_login(&state, &req)).await,
@@ -589,13 +577,8 @@ pub async fn password_change(
                     .set_password(&mut conn, &mut u, encoded)
                     .map_err(|e| e.to_string())?;
                 Ok(u)
-            })
-            .await;
-            let u = match saved {
-                Ok(Ok(u)) => u,
-                Ok(Err(e)) => return service_unavailable(&e),
-                Err(e) => return service_unavailable(&e.to_string()),
-            };
+            });
+            let u = blocking_or_return!(saved);
             ctx.update_session_auth_hash(&state, &u);
             let resp = redirect(&format!("{}password_change/done/", state.prefix));
             return ctx.finish(&state, resp).await;
@@ -641,10 +624,7 @@ pub async fn password_change(
 
 /// `PasswordChangeDoneView` (`login_required`).
 pub async fn password_change_done(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    let mut ctx = match Ctx::begin(&state, &req).await {
-        Ok(c) => c,
-        Err(resp) => return resp,
-    };
+    let mut ctx = begin_or_return!(state, req);
     let user = match ctx.user(&state).await {
         Ok(Some(u)) => u,
         Ok(None) => return ctx.finish(&state, redirect_to_login(&state, &req)).await,

@@ -131,6 +131,15 @@ pub struct Settings {
     #[serde(deserialize_with = "optional_seconds")]
     pub email_timeout: Option<f64>,
     pub default_from_email: String,
+
+    /// djauth's own: seconds between the server's catch-ups of the session index (0: only
+    /// before revocations and on demand).
+    pub session_index_catch_up_interval: u64,
+    /// djauth's own: a session's "last seen" is written at most once per this many seconds.
+    pub session_last_seen_interval: i64,
+    /// djauth's own: a bearer token for the admin session API (`Authorization: Bearer …`);
+    /// unset, only staff with `auth.change_user` (session cookie + CSRF) may use it.
+    pub admin_api_token: Option<String>,
 }
 
 impl Default for Settings {
@@ -192,6 +201,9 @@ impl Default for Settings {
             email_use_ssl: false,
             email_timeout: None,
             default_from_email: "webmaster@localhost".into(),
+            session_index_catch_up_interval: 10,
+            session_last_seen_interval: 60,
+            admin_api_token: None,
         }
     }
 }
@@ -230,6 +242,7 @@ const OPTIONAL_STRINGS: &[&str] = &[
     "CSRF_COOKIE_DOMAIN",
     "LOGOUT_REDIRECT_URL",
     "EMAIL_TIMEOUT",
+    "ADMIN_API_TOKEN",
 ];
 const SAMESITE: &[&str] = &["SESSION_COOKIE_SAMESITE", "CSRF_COOKIE_SAMESITE"];
 

@@ -67,6 +67,15 @@ pub fn serve(settings: &Settings, bind: &str) -> CmdResult {
                 settings.database_url()
             );
         }
+    } else {
+        // The session index's tables and triggers are what keeps revocation complete.
+        let pending = pending_djauth_migrations(&mut conn).map_err(db_failure)?;
+        if pending > 0 {
+            return Err(Failure::Refused(format!(
+                "{pending} djauth migration(s) not applied to {}; run `djauth migrate` first",
+                backend.name()
+            )));
+        }
     }
     drop(conn);
     actix_web::rt::System::new()

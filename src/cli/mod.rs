@@ -8,6 +8,7 @@ mod db;
 mod manage;
 mod password;
 mod session;
+mod sessions;
 mod signing;
 mod token;
 mod user;
@@ -68,6 +69,11 @@ pub enum Command {
     Createsuperuser(manage::CreatesuperuserArgs),
     /// Change a user's password, as Django's `manage.py changepassword`.
     Changepassword(manage::ChangepasswordArgs),
+    /// End every session of one user, on djauth and Django alike; prints how many ended.
+    LogoutUser(sessions::UserRef),
+    /// The user-to-session index: catch up, rebuild, list.
+    #[command(subcommand)]
+    Sessions(sessions::SessionsCommand),
 }
 
 /// What a command reports when it does not succeed.
@@ -123,6 +129,8 @@ pub fn run(command: Command, settings: &Settings) -> CmdResult {
         Command::User(c) => user::run(c, settings),
         Command::Createsuperuser(a) => manage::createsuperuser(a, settings),
         Command::Changepassword(a) => manage::changepassword(a, settings),
+        Command::LogoutUser(u) => sessions::logout_user(u, settings),
+        Command::Sessions(c) => sessions::run(c, settings),
     }
 }
 

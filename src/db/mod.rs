@@ -7,6 +7,7 @@
 //! stored strings byte-identical to what Django writes.
 
 pub mod django;
+pub mod index;
 pub mod perms;
 pub mod sessions;
 pub mod users;

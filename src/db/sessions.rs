@@ -7,12 +7,13 @@ use crate::formats::session::new_session_key;
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
-use diesel::sql_types::Text;
+use diesel::sql_types::{Nullable, Text};
 
 #[derive(Debug, Clone)]
 pub struct SessionTable {
     backend: Backend,
     load: String,
+    load_indexed: String,
     insert: String,
     update: String,
     delete: String,
@@ -23,6 +24,21 @@ pub struct SessionTable {
 struct DataRow {
     #[diesel(sql_type = Text)]
     session_data: String,
+}
+
+#[derive(QueryableByName)]
+struct IndexedDataRow {
+    #[diesel(sql_type = Text)]
+    session_data: String,
+    #[diesel(sql_type = Nullable<Text>)]
+    last_seen: Option<String>,
+}
+
+/// An unexpired row, and when the session index last saw it (`None`: not indexed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadedRow {
+    pub session_data: String,
+    pub last_seen: Option<NaiveDateTime>,
 }
 
 /// Why a save did not happen.
@@ -49,6 +65,16 @@ impl SessionTable {
             backend,
             load: format!(
                 "SELECT {data} AS session_data FROM {t} WHERE {key} = {} AND {expire} > {}",
+                d.param(1),
+                d.text_as_datetime(2)
+            ),
+            // The index entry comes along in the same round trip: an authenticated request
+            // on an unindexed session indexes it, and "last seen" is refreshed when stale.
+            load_indexed: format!(
+                "SELECT s.{data} AS session_data, {} AS last_seen FROM {t} s \
+                 LEFT JOIN djauth_session_index i ON i.session_key = s.{key} \
+                 WHERE s.{key} = {} AND s.{expire} > {}",
+                d.datetime_as_text("i.last_seen"),
                 d.param(1),
                 d.text_as_datetime(2)
             ),
@@ -81,6 +107,23 @@ impl SessionTable {
             .bind::<Text, _>(datetime_to_text(self.backend, now))
             .load(conn)?;
         Ok(rows.into_iter().next().map(|r| r.session_data))
+    }
+
+    /// [`Self::load`] plus the session index's entry (needs djauth's migrations).
+    pub fn load_indexed(
+        &self,
+        conn: &mut DbConnection,
+        key: &str,
+        now: NaiveDateTime,
+    ) -> Result<Option<LoadedRow>, DbError> {
+        let rows: Vec<IndexedDataRow> = diesel::sql_query(&self.load_indexed)
+            .bind::<Text, _>(key)
+            .bind::<Text, _>(datetime_to_text(self.backend, now))
+            .load(conn)?;
+        Ok(rows.into_iter().next().map(|r| LoadedRow {
+            last_seen: r.last_seen.as_deref().and_then(super::text_to_datetime),
+            session_data: r.session_data,
+        }))
     }
 
     /// `create()`: a new random key, inserted at once, retried on a key collision.

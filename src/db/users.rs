@@ -428,6 +428,21 @@ impl UserModel {
         email: &str,
     ) -> Result<Vec<User>, DbError> {
         use unicode_normalization::UnicodeNormalization;
+        let fold = |s: &str| s.nfkc().collect::<String>().to_lowercase();
+        let wanted = fold(email);
+        Ok(self
+            .get_by_email(conn, email)?
+            .into_iter()
+            .filter(|u| {
+                u.is_active
+                    && crate::formats::hashers::is_password_usable(&u.password)
+                    && fold(&u.email) == wanted
+            })
+            .collect())
+    }
+
+    /// Users whose EMAIL_FIELD equals `email` case-insensitively (`__iexact`).
+    pub fn get_by_email(&self, conn: &mut DbConnection, email: &str) -> Result<Vec<User>, DbError> {
         let d = self.dialect;
         let sql = format!(
             "{} WHERE LOWER({}) = LOWER({})",
@@ -436,17 +451,7 @@ impl UserModel {
             d.param(1)
         );
         let rows: Vec<UserRow> = diesel::sql_query(sql).bind::<Text, _>(email).load(conn)?;
-        let fold = |s: &str| s.nfkc().collect::<String>().to_lowercase();
-        let wanted = fold(email);
-        Ok(rows
-            .into_iter()
-            .map(|r| self.row_to_user(r))
-            .filter(|u| {
-                u.is_active
-                    && crate::formats::hashers::is_password_usable(&u.password)
-                    && fold(&u.email) == wanted
-            })
-            .collect())
+        Ok(rows.into_iter().map(|r| self.row_to_user(r)).collect())
     }
 
     /// Users whose USERNAME_FIELD or EMAIL_FIELD matches, for the operator commands.

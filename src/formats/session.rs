@@ -431,3 +431,57 @@ mod tests {
         );
     }
 }
+
+/// What a session is called outside the database: the key itself is a bearer credential,
+/// so listings and APIs name a session by a digest of it.
+pub fn public_session_id(session_key: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(session_key.as_bytes());
+    digest[..10].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// "Firefox on Linux" from a User-Agent header, for a list of a user's devices.
+pub fn device_name(user_agent: Option<&str>) -> String {
+    let Some(ua) = user_agent.filter(|s| !s.trim().is_empty()) else {
+        return "Unknown device".into();
+    };
+    match woothee::parser::Parser::new().parse(ua) {
+        Some(r) if r.name != "UNKNOWN" && r.os != "UNKNOWN" => format!("{} on {}", r.name, r.os),
+        Some(r) if r.name != "UNKNOWN" => r.name.to_string(),
+        _ => ua.chars().take(60).collect(),
+    }
+}
+
+/// The TimestampSigner time of a signed-cookie session (`payload:TIMESTAMP:signature`); only
+/// meaningful for a value whose signature was checked.
+pub fn cookie_timestamp(value: &str) -> Option<i64> {
+    let mut parts = value.rsplitn(3, ':');
+    parts.next()?;
+    crate::formats::signing::b62_decode(parts.next()?).ok()
+}
+
+#[cfg(test)]
+mod index_helper_tests {
+    use super::*;
+
+    #[test]
+    fn public_ids_are_stable_and_not_the_key() {
+        let id = public_session_id("abcdefghijklmnopqrstuvwxyz012345");
+        assert_eq!(id.len(), 20);
+        assert_eq!(id, public_session_id("abcdefghijklmnopqrstuvwxyz012345"));
+        assert_ne!(id, public_session_id("abcdefghijklmnopqrstuvwxyz012346"));
+    }
+
+    #[test]
+    fn devices_and_timestamps() {
+        let ff = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0";
+        assert_eq!(device_name(Some(ff)), "Firefox on Linux");
+        assert_eq!(device_name(None), "Unknown device");
+        assert_eq!(device_name(Some("curl/8.0")), "curl/8.0");
+        assert_eq!(
+            cookie_timestamp("eyJh:1tA2bc:sig"),
+            Some(crate::formats::signing::b62_decode("1tA2bc").unwrap())
+        );
+        assert_eq!(cookie_timestamp("nocolon"), None);
+    }
+}

@@ -51,6 +51,11 @@ impl Session {
         self.modified = true;
     }
 
+    /// The key of the loaded db row (`None`: no row, or the signed-cookie engine).
+    pub fn key(&self) -> Option<&str> {
+        self.key.as_deref()
+    }
+
     fn is_empty(&self) -> bool {
         self.key.is_none() && !self.new_key && self.data.is_empty()
     }
@@ -64,8 +69,63 @@ pub struct Csrf {
     needs_update: bool,
 }
 
+/// What the request tells about the device, for the session index.
+#[derive(Debug, Clone, Default)]
+pub struct Client {
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+/// The index's `user_agent` column is a varchar(512).
+const MAX_USER_AGENT_CHARS: usize = 512;
+
+impl Client {
+    fn of(req: &HttpRequest) -> Client {
+        Client {
+            ip: req.peer_addr().map(|a| a.ip().to_string()),
+            user_agent: req
+                .headers()
+                .get(header::USER_AGENT)
+                .map(|v| csrf::wsgi_header_str(v.as_bytes()))
+                .map(|ua| ua.chars().take(MAX_USER_AGENT_CHARS).collect()),
+        }
+    }
+}
+
+/// Keeps the index entry of an authenticated db session current: indexed if it was not
+/// (a session Django made), "last seen" refreshed when older than the interval. The index
+/// is an aid, not the session: a failed write is logged and the request goes on.
+fn note_session_seen(
+    st: &AppState,
+    conn: &mut crate::db::DbConnection,
+    key: &str,
+    user_id: &str,
+    last_seen: Option<chrono::NaiveDateTime>,
+    client: &Client,
+) {
+    let now = now_utc();
+    let result = match last_seen {
+        None => st.index.record(
+            conn,
+            key,
+            user_id,
+            now,
+            client.ip.as_deref(),
+            client.user_agent.as_deref(),
+        ),
+        Some(seen) if (now - seen).num_seconds() >= st.settings.session_last_seen_interval => {
+            st.index.touch(conn, key, now)
+        }
+        Some(_) => Ok(()),
+    };
+    if let Err(e) = result {
+        tracing_free_log(&format!("session index: {e}"));
+    }
+}
+
 pub struct Ctx {
     pub host: String,
+    pub client: Client,
     pub is_secure: bool,
     pub session: Session,
     pub csrf: Csrf,
@@ -107,6 +167,37 @@ fn tracing_free_log(reason: &str) {
     eprintln!("djauth: {reason}");
 }
 
+/// `get_user` for a signed-cookie session, which also fails when the user's sessions were
+/// revoked at or after the second the cookie was signed (the engine has no row to delete).
+async fn resolve_signed(
+    state: &web::Data<AppState>,
+    data: SessionData,
+    signed_at: i64,
+) -> Result<Resolution, HttpResponse> {
+    let st = state.clone();
+    web::block(move || {
+        let mut conn = st.pool.get().map_err(|e| e.to_string())?;
+        if let Some(user_id) = auth::session_user_id(&data) {
+            let not_before = st
+                .index
+                .not_before(&mut conn, &user_id)
+                .map_err(|e| e.to_string())?;
+            if not_before.is_some_and(|nb| signed_at <= nb) {
+                return Ok(Resolution::Flush);
+            }
+        }
+        auth::resolve(
+            &data,
+            &st.settings.authentication_backends,
+            &st.auth_hasher,
+            |pk| st.users.get_by_pk(&mut conn, pk).map_err(|e| e.to_string()),
+        )
+    })
+    .await
+    .map_err(|e| service_unavailable(&e.to_string()))?
+    .map_err(|e| service_unavailable(&e))
+}
+
 impl Ctx {
     /// Validates the host and loads the session and CSRF secret. `Err` is the response.
     pub async fn begin(
@@ -138,32 +229,45 @@ impl Ctx {
             doomed: vec![],
         };
         let mut prefetched: Option<Resolution> = None;
+        let client = Client::of(req);
         if let Some(value) = cookie {
             match state.engine {
                 Engine::Db if fsession::is_valid_session_key(&value) => {
                     let st = state.clone();
                     let key = value.clone();
+                    let client = client.clone();
                     // One trip to the blocking pool for the row and, when the session names
                     // a user, for the user too: the common logged-in request costs one
                     // pool checkout instead of two.
                     let loaded = web::block(move || -> Result<_, String> {
                         let mut conn = st.pool.get().map_err(|e| e.to_string())?;
-                        let Some(blob) = st
+                        let Some(row) = st
                             .sessions
-                            .load(&mut conn, &key, now_utc())
+                            .load_indexed(&mut conn, &key, now_utc())
                             .map_err(|e| e.to_string())?
                         else {
                             return Ok(None);
                         };
                         // Django treats undecodable data as an empty session under the same key.
-                        let data = st.codec.decode_db(&blob).unwrap_or_default();
+                        let data = st.codec.decode_db(&row.session_data).unwrap_or_default();
                         let resolution = if auth::session_user_id(&data).is_some() {
-                            Some(auth::resolve(
+                            let r = auth::resolve(
                                 &data,
                                 &st.settings.authentication_backends,
                                 &st.auth_hasher,
                                 |pk| st.users.get_by_pk(&mut conn, pk).map_err(|e| e.to_string()),
-                            )?)
+                            )?;
+                            if let Resolution::User(u) = &r {
+                                note_session_seen(
+                                    &st,
+                                    &mut conn,
+                                    &key,
+                                    &u.pk,
+                                    row.last_seen,
+                                    &client,
+                                );
+                            }
+                            Some(r)
                         } else {
                             None
                         };
@@ -183,6 +287,11 @@ impl Ctx {
                         .codec
                         .decode_cookie_at(&value, crate::formats::signing::now_unix())
                     {
+                        if auth::session_user_id(&data).is_some() {
+                            let signed_at = fsession::cookie_timestamp(&value).unwrap_or(i64::MIN);
+                            prefetched =
+                                Some(resolve_signed(state, data.clone(), signed_at).await?);
+                        }
                         session.data = data;
                         session.key = Some(value);
                     }
@@ -225,6 +334,7 @@ impl Ctx {
         };
         Ok(Ctx {
             host: host.to_owned(),
+            client,
             is_secure: false,
             session,
             csrf,
@@ -464,6 +574,8 @@ impl Ctx {
                 ),
             };
             let st = state.clone();
+            let owner = crate::auth::session_user_id(&self.session.data);
+            let client = self.client.clone();
             let result = web::block(move || -> Result<Option<String>, String> {
                 let mut conn = st.pool.get().map_err(|e| e.to_string())?;
                 for k in &doomed {
@@ -481,11 +593,16 @@ impl Ctx {
                             Err(e) => Err(e.to_string()),
                         }
                     }
-                    Some((None, blob, expire)) => st
-                        .sessions
-                        .create(&mut conn, &blob, expire)
-                        .map(Some)
-                        .map_err(|e| e.to_string()),
+                    Some((None, blob, expire)) => {
+                        let key = st
+                            .sessions
+                            .create(&mut conn, &blob, expire)
+                            .map_err(|e| e.to_string())?;
+                        if let Some(user_id) = &owner {
+                            note_session_seen(&st, &mut conn, &key, user_id, None, &client);
+                        }
+                        Ok(Some(key))
+                    }
                     None => Ok(None),
                 }
             })

@@ -29,6 +29,7 @@ pub mod cookies;
 pub mod ctx;
 pub mod mail;
 pub mod reset;
+pub mod sessions;
 pub mod templates;
 pub mod views;
 
@@ -53,6 +54,7 @@ pub struct AppState {
     pub users: UserModel,
     pub perms: PermissionQueries,
     pub sessions: SessionTable,
+    pub index: db::index::SessionIndex,
     pub allowed_hosts: Vec<String>,
     pub templates: templates::Templates,
     pub validators: Vec<crate::formats::validators::Validator>,
@@ -84,6 +86,7 @@ impl AppState {
             mailer: mail::Mailer::from_settings(&settings)?,
             prefix: "/accounts/".into(),
             sessions: SessionTable::new(backend),
+            index: db::index::SessionIndex::new(backend),
             users,
             perms,
             pool,
@@ -100,6 +103,26 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
         .app_data(web::PayloadConfig::new(views::MAX_BODY))
         .route(&format!("{p}login/"), web::route().to(views::login))
         .route(&format!("{p}logout/"), web::route().to(views::logout))
+        .route(
+            &format!("{p}sessions/"),
+            web::route().to(sessions::sessions_page),
+        )
+        .route(
+            "/api/v1/me/sessions",
+            web::route().to(sessions::me_sessions),
+        )
+        .route(
+            "/api/v1/me/sessions/end-others",
+            web::route().to(sessions::me_sessions),
+        )
+        .route(
+            "/api/v1/admin/users/{pk}/sessions",
+            web::route().to(sessions::admin_sessions),
+        )
+        .route(
+            "/api/v1/admin/users/{pk}/sessions/{id}",
+            web::route().to(sessions::admin_sessions),
+        )
         .route(
             &format!("{p}password_change/"),
             web::route().to(views::password_change),
@@ -123,7 +146,30 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
         .route(
             &format!("{p}reset/{{uidb64}}/{{token}}/"),
             web::route().to(reset::password_reset_confirm),
-        );
+        )
+        .route("/api/{tail:.*}", web::route().to(sessions::api_not_found));
+}
+
+/// Catches the session index up every `SESSION_INDEX_CATCH_UP_INTERVAL` seconds, so that
+/// revocations (which catch up first anyway) find a short queue. Runs on its own thread:
+/// decoding a burst of Django-made sessions must not take an executor thread.
+fn spawn_index_catch_up(state: &web::Data<AppState>) {
+    let interval = state.settings.session_index_catch_up_interval;
+    if interval == 0 {
+        return;
+    }
+    let state = state.clone();
+    std::thread::spawn(move || loop {
+        std::thread::sleep(std::time::Duration::from_secs(interval));
+        let result = state
+            .pool
+            .get()
+            .map_err(db::DbError::from)
+            .and_then(|mut conn| state.index.catch_up(&mut conn, &state.codec));
+        if let Err(e) = result {
+            eprintln!("djauth: session index catch-up: {e}");
+        }
+    });
 }
 
 /// `djauth serve`: one worker per core, graceful shutdown on SIGTERM (actix's default).
@@ -132,6 +178,7 @@ pub async fn serve(settings: Settings, bind: &str) -> anyhow::Result<()> {
         .map(|n| n.get())
         .unwrap_or(2);
     let state = web::Data::new(AppState::new(settings, (workers * 4) as u32)?);
+    spawn_index_catch_up(&state);
     eprintln!("djauth: serving on http://{bind}/ ({workers} workers)");
     HttpServer::new(move || App::new().configure(|cfg| configure(cfg, state.clone())))
         .workers(workers)

@@ -237,7 +237,9 @@ pub async fn password_reset_confirm(
                 let mut conn = st.pool.get().map_err(|e| e.to_string())?;
                 st.users
                     .set_password(&mut conn, &mut u, encoded)
-                    .map_err(|e| e.to_string())
+                    .map_err(|e| e.to_string())?;
+                super::views::end_sessions_after_password_change(&st, &mut conn, &u.pk, None);
+                Ok(())
             });
             blocking_or_return!(saved);
             ctx.session.remove(RESET_SESSION_KEY);

@@ -51,6 +51,10 @@ const DEFAULTS: &[(&str, &str)] = &[
         include_str!("../../templates/registration/password_reset_email.html"),
     ),
     (
+        "registration/sessions.html",
+        include_str!("../../templates/registration/sessions.html"),
+    ),
+    (
         "registration/password_reset_subject.txt",
         include_str!("../../templates/registration/password_reset_subject.txt"),
     ),

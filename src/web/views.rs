@@ -429,7 +429,7 @@ fn quote_safe_slash(s: &str) -> String {
 }
 
 /// `redirect_to_login`: `LOGIN_URL?next=<full path>`.
-fn redirect_to_login(state: &AppState, req: &HttpRequest) -> HttpResponse {
+pub(crate) fn redirect_to_login(state: &AppState, req: &HttpRequest) -> HttpResponse {
     let full_path = match req.uri().query() {
         Some(q) => format!("{}?{q}", req.uri().path()),
         None => req.uri().path().to_owned(),
@@ -512,6 +512,23 @@ pub(crate) fn check_new_passwords(
 /// `PasswordChangeView` (`login_required`): on success the password is set with the
 /// preferred hasher, `update_session_auth_hash` keeps this session (new key, new hash), and
 /// every other session of the user ends at its next request.
+/// After a password change the user's other sessions already fail Django's hash check; they
+/// are also deleted through the index, so they are gone rather than merely refused. The
+/// password is saved by then: a failure here is logged, not turned into an error page.
+pub(crate) fn end_sessions_after_password_change(
+    st: &AppState,
+    conn: &mut crate::db::DbConnection,
+    user_pk: &str,
+    keep: Option<&str>,
+) {
+    if st.engine != crate::formats::session::Engine::Db {
+        return;
+    }
+    if let Err(e) = st.index.revoke(conn, &st.codec, user_pk, keep, None) {
+        eprintln!("djauth: ending the sessions of user {user_pk}: {e}");
+    }
+}
+
 pub async fn password_change(
     req: HttpRequest,
     body: web::Bytes,
@@ -567,6 +584,7 @@ pub async fn password_change(
             let st = state.clone();
             let mut u = user.clone();
             let new = new2.unwrap_or_default();
+            let current = ctx.session.key().map(str::to_owned);
             let saved = web::block(move || -> Result<crate::db::users::User, String> {
                 let encoded = st
                     .hashers
@@ -576,6 +594,7 @@ pub async fn password_change(
                 st.users
                     .set_password(&mut conn, &mut u, encoded)
                     .map_err(|e| e.to_string())?;
+                end_sessions_after_password_change(&st, &mut conn, &u.pk, current.as_deref());
                 Ok(u)
             });
             let u = blocking_or_return!(saved);

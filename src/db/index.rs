@@ -1,0 +1,513 @@
+//! The user-to-session index: which `django_session` rows belong to which user, so that one
+//! user's sessions are found (and ended) without decoding the whole table.
+//!
+//! Completeness does not depend on seeing sessions being made: triggers installed by
+//! `djauth migrate` queue the key of every row anyone (Django included) inserts or updates
+//! in `djauth_session_queue`, in the writer's own transaction, and delete a row's index entry
+//! when the row is deleted. [`SessionIndex::catch_up`] decodes only the queued rows. Queue
+//! sequence numbers only grow, so a write that lands while a catch-up runs gets a higher
+//! number and is picked up by the next one, never dropped.
+
+use super::{datetime_to_text, text_to_datetime, Backend, DbConnection, DbError, Dialect};
+use crate::formats::session::SessionCodec;
+use chrono::NaiveDateTime;
+use diesel::connection::Connection;
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Nullable, Text};
+
+/// Queue entries decoded per transaction.
+const BATCH: i64 = 2_000;
+/// Keys per `IN (…)` list: well under every backend's bind-parameter limit.
+const CHUNK: usize = 500;
+/// Below this many rows, decoding on one thread is cheaper than starting others.
+const PARALLEL_MIN: usize = 256;
+/// `user_id` is a varchar(64): longer pks (none of Django's key types) are not indexed.
+const MAX_USER_ID: usize = 64;
+
+/// One indexed session, for listing a user's devices.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexedSession {
+    pub session_key: String,
+    pub created: NaiveDateTime,
+    pub last_seen: NaiveDateTime,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+/// What one catch-up did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct CatchUp {
+    /// Queue entries consumed (one per write to `django_session`).
+    pub queued: usize,
+    /// Sessions found to belong to a user and (re)indexed.
+    pub indexed: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct SessionIndex {
+    backend: Backend,
+    record: String,
+    touch: String,
+    keys_of: String,
+    list: String,
+    queue_max: String,
+    queue_batch: String,
+    queue_done: String,
+    upsert_user_prefix: String,
+    upsert_user_suffix: String,
+    not_before: String,
+    set_not_before: String,
+}
+
+#[derive(QueryableByName)]
+struct KeyRow {
+    #[diesel(sql_type = Text)]
+    session_key: String,
+}
+
+#[derive(QueryableByName)]
+struct MaxRow {
+    #[diesel(sql_type = Nullable<BigInt>)]
+    max_seq: Option<i64>,
+}
+
+#[derive(QueryableByName)]
+struct QueueRow {
+    #[diesel(sql_type = BigInt)]
+    seq: i64,
+    #[diesel(sql_type = Text)]
+    session_key: String,
+    #[diesel(sql_type = Nullable<Text>)]
+    session_data: Option<String>,
+}
+
+#[derive(QueryableByName)]
+struct ListRow {
+    #[diesel(sql_type = Text)]
+    session_key: String,
+    #[diesel(sql_type = Text)]
+    created: String,
+    #[diesel(sql_type = Text)]
+    last_seen: String,
+    #[diesel(sql_type = Nullable<Text>)]
+    ip: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    user_agent: Option<String>,
+}
+
+#[derive(QueryableByName)]
+struct NotBeforeRow {
+    #[diesel(sql_type = BigInt)]
+    not_before: i64,
+}
+
+/// The user a session blob names, as indexed (`None`: anonymous or undecodable).
+fn indexed_user(codec: &SessionCodec, blob: Option<&str>) -> Option<String> {
+    let data = codec.decode_db(blob?).ok()?;
+    crate::auth::session_user_id(&data).filter(|id| id.len() <= MAX_USER_ID)
+}
+
+/// Decodes every blob, on all cores when there are enough of them.
+fn decode_users(codec: &SessionCodec, rows: &[QueueRow]) -> Vec<Option<String>> {
+    let decode = |r: &QueueRow| indexed_user(codec, r.session_data.as_deref());
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if rows.len() < PARALLEL_MIN || threads == 1 {
+        return rows.iter().map(decode).collect();
+    }
+    let per = rows.len().div_ceil(threads);
+    std::thread::scope(|s| {
+        let parts: Vec<_> = rows
+            .chunks(per)
+            .map(|chunk| s.spawn(move || chunk.iter().map(decode).collect::<Vec<_>>()))
+            .collect();
+        parts
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_default())
+            .collect()
+    })
+}
+
+impl SessionIndex {
+    pub fn new(backend: Backend) -> Self {
+        let d = Dialect(backend);
+        let p = |n| d.param(n);
+        let t = |n| d.text_as_datetime(n);
+        let upsert = match backend {
+            Backend::Mysql => {
+                "ON DUPLICATE KEY UPDATE user_id = VALUES(user_id), last_seen = VALUES(last_seen), \
+                 ip = COALESCE(VALUES(ip), ip), user_agent = COALESCE(VALUES(user_agent), user_agent)"
+            }
+            _ => {
+                "ON CONFLICT (session_key) DO UPDATE SET user_id = excluded.user_id, \
+                 last_seen = excluded.last_seen, ip = COALESCE(excluded.ip, djauth_session_index.ip), \
+                 user_agent = COALESCE(excluded.user_agent, djauth_session_index.user_agent)"
+            }
+        };
+        let upsert_user_suffix = match backend {
+            Backend::Mysql => " ON DUPLICATE KEY UPDATE user_id = VALUES(user_id)",
+            _ => " ON CONFLICT (session_key) DO UPDATE SET user_id = excluded.user_id",
+        };
+        let set_not_before = match backend {
+            Backend::Mysql => format!(
+                "INSERT INTO djauth_user_not_before (user_id, not_before) VALUES ({}, {}) \
+                 ON DUPLICATE KEY UPDATE not_before = GREATEST(not_before, VALUES(not_before))",
+                p(1),
+                p(2)
+            ),
+            _ => format!(
+                "INSERT INTO djauth_user_not_before (user_id, not_before) VALUES ({}, {}) \
+                 ON CONFLICT (user_id) DO UPDATE SET not_before = \
+                 CASE WHEN excluded.not_before > djauth_user_not_before.not_before \
+                 THEN excluded.not_before ELSE djauth_user_not_before.not_before END",
+                p(1),
+                p(2)
+            ),
+        };
+        let (s_key, s_data, s_expire) = (
+            d.ident("session_key"),
+            d.ident("session_data"),
+            d.ident("expire_date"),
+        );
+        let session = d.ident("django_session");
+        SessionIndex {
+            backend,
+            record: format!(
+                "INSERT INTO djauth_session_index (session_key, user_id, created, last_seen, ip, user_agent) \
+                 VALUES ({}, {}, {}, {}, {}, {}) {upsert}",
+                p(1),
+                p(2),
+                t(3),
+                t(4),
+                p(5),
+                p(6)
+            ),
+            touch: format!(
+                "UPDATE djauth_session_index SET last_seen = {} WHERE session_key = {}",
+                t(1),
+                p(2)
+            ),
+            keys_of: format!(
+                "SELECT session_key FROM djauth_session_index WHERE user_id = {}",
+                p(1)
+            ),
+            list: format!(
+                "SELECT i.session_key AS session_key, {} AS created, {} AS last_seen, i.ip AS ip, \
+                 i.user_agent AS user_agent FROM djauth_session_index i \
+                 JOIN {session} s ON s.{s_key} = i.session_key \
+                 WHERE i.user_id = {} AND s.{s_expire} > {} ORDER BY i.last_seen DESC",
+                d.datetime_as_text("i.created"),
+                d.datetime_as_text("i.last_seen"),
+                p(1),
+                t(2)
+            ),
+            queue_max: "SELECT MAX(seq) AS max_seq FROM djauth_session_queue".into(),
+            queue_batch: format!(
+                "SELECT q.seq AS seq, q.session_key AS session_key, s.{s_data} AS session_data \
+                 FROM djauth_session_queue q LEFT JOIN {session} s ON s.{s_key} = q.session_key \
+                 WHERE q.seq > {} AND q.seq <= {} ORDER BY q.seq LIMIT {BATCH}",
+                p(1),
+                p(2)
+            ),
+            queue_done: format!(
+                "DELETE FROM djauth_session_queue WHERE seq > {} AND seq <= {}",
+                p(1),
+                p(2)
+            ),
+            upsert_user_prefix:
+                "INSERT INTO djauth_session_index (session_key, user_id, created, last_seen) VALUES "
+                    .into(),
+            upsert_user_suffix: upsert_user_suffix.into(),
+            not_before: format!(
+                "SELECT not_before FROM djauth_user_not_before WHERE user_id = {}",
+                p(1)
+            ),
+            set_not_before,
+        }
+    }
+
+    /// Indexes a session djauth has just seen authenticated (login, or a request carrying an
+    /// unindexed session), with what the request tells about the device.
+    pub fn record(
+        &self,
+        conn: &mut DbConnection,
+        session_key: &str,
+        user_id: &str,
+        now: NaiveDateTime,
+        ip: Option<&str>,
+        user_agent: Option<&str>,
+    ) -> Result<(), DbError> {
+        if user_id.len() > MAX_USER_ID {
+            return Ok(());
+        }
+        let now = datetime_to_text(self.backend, now);
+        diesel::sql_query(&self.record)
+            .bind::<Text, _>(session_key)
+            .bind::<Text, _>(user_id)
+            .bind::<Text, _>(&now)
+            .bind::<Text, _>(&now)
+            .bind::<Nullable<Text>, _>(ip)
+            .bind::<Nullable<Text>, _>(user_agent)
+            .execute(conn)?;
+        Ok(())
+    }
+
+    pub fn touch(
+        &self,
+        conn: &mut DbConnection,
+        session_key: &str,
+        now: NaiveDateTime,
+    ) -> Result<(), DbError> {
+        diesel::sql_query(&self.touch)
+            .bind::<Text, _>(datetime_to_text(self.backend, now))
+            .bind::<Text, _>(session_key)
+            .execute(conn)?;
+        Ok(())
+    }
+
+    /// A user's unexpired indexed sessions, most recently seen first.
+    pub fn sessions_of(
+        &self,
+        conn: &mut DbConnection,
+        user_id: &str,
+        now: NaiveDateTime,
+    ) -> Result<Vec<IndexedSession>, DbError> {
+        let rows: Vec<ListRow> = diesel::sql_query(&self.list)
+            .bind::<Text, _>(user_id)
+            .bind::<Text, _>(datetime_to_text(self.backend, now))
+            .load(conn)?;
+        Ok(rows
+            .into_iter()
+            .map(|r| IndexedSession {
+                created: text_to_datetime(&r.created).unwrap_or_default(),
+                last_seen: text_to_datetime(&r.last_seen).unwrap_or_default(),
+                session_key: r.session_key,
+                ip: r.ip,
+                user_agent: r.user_agent,
+            })
+            .collect())
+    }
+
+    /// Decodes the rows written since the last catch-up and brings the index up to date.
+    pub fn catch_up(
+        &self,
+        conn: &mut DbConnection,
+        codec: &SessionCodec,
+    ) -> Result<CatchUp, DbError> {
+        let max: Vec<MaxRow> = diesel::sql_query(&self.queue_max).load(conn)?;
+        let Some(end) = max.into_iter().next().and_then(|r| r.max_seq) else {
+            return Ok(CatchUp::default());
+        };
+        let mut done = CatchUp::default();
+        let mut after = 0i64;
+        loop {
+            let rows: Vec<QueueRow> = diesel::sql_query(&self.queue_batch)
+                .bind::<BigInt, _>(after)
+                .bind::<BigInt, _>(end)
+                .load(conn)?;
+            let Some(last) = rows.last().map(|r| r.seq) else {
+                break;
+            };
+            let users = decode_users(codec, &rows);
+            // A key written twice in the batch is decoded twice from the same current row;
+            // the later entry wins, which is the same answer.
+            let mut owned: Vec<(&str, &str)> = vec![];
+            let mut anonymous: Vec<&str> = vec![];
+            for (row, user) in rows.iter().zip(&users) {
+                match user {
+                    Some(u) => owned.push((&row.session_key, u)),
+                    None => anonymous.push(&row.session_key),
+                }
+            }
+            owned.sort_unstable();
+            owned.dedup_by(|a, b| a.0 == b.0);
+            let now = datetime_to_text(self.backend, super::now_utc());
+            conn.transaction::<_, DbError, _>(|conn| {
+                for chunk in owned.chunks(CHUNK) {
+                    self.upsert_users(conn, chunk, &now)?;
+                }
+                for chunk in anonymous.chunks(CHUNK) {
+                    delete_keys(conn, self.backend, "djauth_session_index", chunk)?;
+                }
+                diesel::sql_query(&self.queue_done)
+                    .bind::<BigInt, _>(after)
+                    .bind::<BigInt, _>(last)
+                    .execute(conn)?;
+                Ok(())
+            })?;
+            done.queued += rows.len();
+            done.indexed += owned.len();
+            after = last;
+        }
+        Ok(done)
+    }
+
+    fn upsert_users(
+        &self,
+        conn: &mut DbConnection,
+        rows: &[(&str, &str)],
+        now: &str,
+    ) -> Result<(), DbError> {
+        let d = Dialect(self.backend);
+        let mut sql = self.upsert_user_prefix.clone();
+        for i in 0..rows.len() {
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            let n = i * 3;
+            sql.push_str(&format!(
+                "({}, {}, {t}, {t})",
+                d.param(n + 1),
+                d.param(n + 2),
+                t = d.text_as_datetime(n + 3)
+            ));
+        }
+        sql.push_str(&self.upsert_user_suffix);
+        // The datetime appears twice per row: Postgres reuses its numbered parameter, the
+        // others take a second `?`.
+        let mut q = diesel::sql_query(sql).into_boxed::<<DbConnection as Connection>::Backend>();
+        for (key, user) in rows {
+            q = q
+                .bind::<Text, _>(*key)
+                .bind::<Text, _>(*user)
+                .bind::<Text, _>(now);
+            if self.backend != Backend::Postgres {
+                q = q.bind::<Text, _>(now);
+            }
+        }
+        q.execute(conn)?;
+        Ok(())
+    }
+
+    /// Ends every session of `user_id` (but `keep`) that the index knows, after catching the
+    /// index up so that rows written a moment ago (by Django too) are known. Returns how many
+    /// `django_session` rows were deleted. With `not_before`, signed-cookie sessions of the
+    /// user signed at or before that second are refused from now on.
+    pub fn revoke(
+        &self,
+        conn: &mut DbConnection,
+        codec: &SessionCodec,
+        user_id: &str,
+        keep: Option<&str>,
+        not_before: Option<i64>,
+    ) -> Result<usize, DbError> {
+        self.catch_up(conn, codec)?;
+        if let Some(secs) = not_before {
+            diesel::sql_query(&self.set_not_before)
+                .bind::<Text, _>(user_id)
+                .bind::<BigInt, _>(secs)
+                .execute(conn)?;
+        }
+        let keys: Vec<String> = self
+            .keys_of(conn, user_id)?
+            .into_iter()
+            .filter(|k| Some(k.as_str()) != keep)
+            .collect();
+        let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+        let mut ended = 0;
+        for chunk in keys.chunks(CHUNK) {
+            ended += delete_keys(conn, self.backend, "django_session", chunk)?;
+            // The delete trigger drops these; stale entries (rows already gone) go too.
+            delete_keys(conn, self.backend, "djauth_session_index", chunk)?;
+        }
+        Ok(ended)
+    }
+
+    /// Ends one session of `user_id`, if the index says it is theirs.
+    pub fn revoke_one(
+        &self,
+        conn: &mut DbConnection,
+        user_id: &str,
+        session_key: &str,
+    ) -> Result<bool, DbError> {
+        let owned = self
+            .keys_of(conn, user_id)?
+            .iter()
+            .any(|k| k == session_key);
+        if !owned {
+            return Ok(false);
+        }
+        let n = delete_keys(conn, self.backend, "django_session", &[session_key])?;
+        delete_keys(conn, self.backend, "djauth_session_index", &[session_key])?;
+        Ok(n > 0)
+    }
+
+    fn keys_of(&self, conn: &mut DbConnection, user_id: &str) -> Result<Vec<String>, DbError> {
+        let rows: Vec<KeyRow> = diesel::sql_query(&self.keys_of)
+            .bind::<Text, _>(user_id)
+            .load(conn)?;
+        Ok(rows.into_iter().map(|r| r.session_key).collect())
+    }
+
+    /// Rebuilds the index from `django_session`: every row is queued again and caught up;
+    /// entries whose row is gone are dropped. Device details already known are kept.
+    pub fn reindex(
+        &self,
+        conn: &mut DbConnection,
+        codec: &SessionCodec,
+    ) -> Result<CatchUp, DbError> {
+        let d = Dialect(self.backend);
+        let (session, key) = (d.ident("django_session"), d.ident("session_key"));
+        conn.transaction::<_, DbError, _>(|conn| {
+            diesel::sql_query(format!(
+                "DELETE FROM djauth_session_index WHERE session_key NOT IN \
+                 (SELECT {key} FROM {session})"
+            ))
+            .execute(conn)?;
+            diesel::sql_query(format!(
+                "INSERT INTO djauth_session_queue (session_key) SELECT {key} FROM {session}"
+            ))
+            .execute(conn)?;
+            Ok(())
+        })?;
+        self.catch_up(conn, codec)
+    }
+
+    /// The second at or before which `user_id`'s signed-cookie sessions are refused.
+    pub fn not_before(
+        &self,
+        conn: &mut DbConnection,
+        user_id: &str,
+    ) -> Result<Option<i64>, DbError> {
+        let rows: Vec<NotBeforeRow> = diesel::sql_query(&self.not_before)
+            .bind::<Text, _>(user_id)
+            .load(conn)?;
+        Ok(rows.into_iter().next().map(|r| r.not_before))
+    }
+
+    /// Queue entries waiting for a catch-up.
+    pub fn backlog(&self, conn: &mut DbConnection) -> Result<i64, DbError> {
+        #[derive(QueryableByName)]
+        struct Count {
+            #[diesel(sql_type = BigInt)]
+            n: i64,
+        }
+        let rows: Vec<Count> =
+            diesel::sql_query("SELECT COUNT(*) AS n FROM djauth_session_queue").load(conn)?;
+        Ok(rows.into_iter().next().map_or(0, |r| r.n))
+    }
+}
+
+/// `DELETE FROM table WHERE session_key IN (keys)`; the number of rows deleted.
+fn delete_keys(
+    conn: &mut DbConnection,
+    backend: Backend,
+    table: &str,
+    keys: &[&str],
+) -> Result<usize, DbError> {
+    if keys.is_empty() {
+        return Ok(0);
+    }
+    let d = Dialect(backend);
+    let params: Vec<String> = (1..=keys.len()).map(|n| d.param(n)).collect();
+    let sql = format!(
+        "DELETE FROM {} WHERE {} IN ({})",
+        d.ident(table),
+        d.ident("session_key"),
+        params.join(", ")
+    );
+    let mut q = diesel::sql_query(sql).into_boxed::<<DbConnection as Connection>::Backend>();
+    for k in keys {
+        q = q.bind::<Text, _>(*k);
+    }
+    Ok(q.execute(conn)?)
+}

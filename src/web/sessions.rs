@@ -1,0 +1,384 @@
+//! A user's own sessions (`/accounts/sessions/`, `/api/v1/me/sessions`) and the admin session
+//! API (`/api/v1/admin/users/{pk}/sessions`): listing and ending sessions through the index.
+
+use super::ctx::{blocking, Ctx};
+use super::views::{csrf_failure, form_param, parse_form, redirect, redirect_to_login, render};
+use super::AppState;
+use crate::db::users::User;
+use crate::formats::session::{device_name, public_session_id, Engine};
+use actix_web::http::{header, Method, StatusCode};
+use actix_web::{web, HttpRequest, HttpResponse};
+use minijinja::{context, Value};
+use serde_json::json;
+
+/// A session as listings show it; `key` never leaves the server.
+struct Listed {
+    key: String,
+    json: serde_json::Value,
+}
+
+/// The user's unexpired sessions, the current one first. On the signed-cookie engine only
+/// the current session can be known.
+async fn list_sessions(
+    state: &web::Data<AppState>,
+    user_pk: &str,
+    current: Option<&str>,
+) -> Result<Vec<Listed>, HttpResponse> {
+    if state.engine != Engine::Db {
+        return Ok(vec![]);
+    }
+    let st = state.clone();
+    let pk = user_pk.to_owned();
+    let found = web::block(move || -> Result<_, String> {
+        let mut conn = st.pool.get().map_err(|e| e.to_string())?;
+        st.index
+            .catch_up(&mut conn, &st.codec)
+            .map_err(|e| e.to_string())?;
+        st.index
+            .sessions_of(&mut conn, &pk, crate::db::now_utc())
+            .map_err(|e| e.to_string())
+    })
+    .await;
+    let mut listed: Vec<Listed> = blocking(found)?
+        .into_iter()
+        .map(|s| {
+            let is_current = Some(s.session_key.as_str()) == current;
+            Listed {
+                json: json!({
+                    "id": public_session_id(&s.session_key),
+                    "device": device_name(s.user_agent.as_deref()),
+                    "ip": s.ip,
+                    "user_agent": s.user_agent,
+                    "created": s.created.and_utc().to_rfc3339(),
+                    "last_seen": s.last_seen.and_utc().to_rfc3339(),
+                    "current": is_current,
+                }),
+                key: s.session_key,
+            }
+        })
+        .collect();
+    listed.sort_by_key(|l| !l.json["current"].as_bool().unwrap_or(false));
+    Ok(listed)
+}
+
+/// Ends all of the user's sessions but the current one, which survives the way Django's
+/// `update_session_auth_hash` keeps it: under a new key. Returns how many ended.
+async fn end_other_sessions(
+    state: &web::Data<AppState>,
+    ctx: &mut Ctx,
+    user: &User,
+) -> Result<usize, HttpResponse> {
+    let st = state.clone();
+    let pk = user.pk.clone();
+    let keep = ctx.session.key().map(str::to_owned);
+    let signed_cookies = state.engine == Engine::SignedCookies;
+    let now = crate::formats::signing::now_unix();
+    let ended = web::block(move || -> Result<usize, String> {
+        let mut conn = st.pool.get().map_err(|e| e.to_string())?;
+        let keep = if signed_cookies { None } else { keep };
+        st.index
+            .revoke(
+                &mut conn,
+                &st.codec,
+                &pk,
+                keep.as_deref(),
+                signed_cookies.then_some(now.floor() as i64),
+            )
+            .map_err(|e| e.to_string())
+    })
+    .await;
+    let ended = blocking(ended)?;
+    if signed_cookies {
+        // Cookies signed in the revocation's second are refused; the re-signed current one
+        // must carry a later timestamp.
+        let wait = 1.0 - now.fract() + 0.01;
+        actix_web::rt::time::sleep(std::time::Duration::from_secs_f64(wait)).await;
+    }
+    ctx.update_session_auth_hash(state, user);
+    Ok(ended)
+}
+
+/// `/accounts/sessions/`: the current user's devices; POST `end=<id>` ends one, `end=others`
+/// all but this one.
+pub async fn sessions_page(
+    req: HttpRequest,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    let mut ctx = begin_or_return!(state, req);
+    let user = match ctx.user(&state).await {
+        Ok(Some(u)) => u,
+        Ok(None) => return ctx.finish(&state, redirect_to_login(&state, &req)).await,
+        Err(resp) => return resp,
+    };
+    let page_url = format!("{}sessions/", state.prefix);
+    match *req.method() {
+        Method::GET | Method::HEAD => {}
+        Method::POST => {
+            let form = parse_form(&body);
+            if let Err(reason) =
+                ctx.check_csrf(&state, &req, form_param(&form, "csrfmiddlewaretoken"))
+            {
+                return csrf_failure(&reason.to_string());
+            }
+            match form_param(&form, "end") {
+                Some("others") => {
+                    if let Err(resp) = end_other_sessions(&state, &mut ctx, &user).await {
+                        return resp;
+                    }
+                }
+                Some(id) => {
+                    if let Err(resp) = end_one(&state, &mut ctx, &user, id).await {
+                        return resp;
+                    }
+                }
+                None => {}
+            }
+            return ctx.finish(&state, redirect(&page_url)).await;
+        }
+        _ => {
+            let resp = HttpResponse::MethodNotAllowed()
+                .insert_header((header::ALLOW, "GET, HEAD, POST"))
+                .finish();
+            return ctx.finish(&state, resp).await;
+        }
+    }
+    let current = ctx.session.key().map(str::to_owned);
+    let mut listed = match list_sessions(&state, &user.pk, current.as_deref()).await {
+        Ok(l) => l.into_iter().map(|l| l.json).collect::<Vec<_>>(),
+        Err(resp) => return resp,
+    };
+    if listed.is_empty() {
+        // The signed-cookie engine, or a session the index has not caught up with yet.
+        listed.push(json!({"id": "", "device": "This device", "current": true,
+                           "ip": ctx.client.ip, "last_seen": "now"}));
+    }
+    let token = ctx.csrf_token();
+    let page = render(
+        &state,
+        "registration/sessions.html",
+        context! {
+            title => "Your sessions",
+            site_name => ctx.host.clone(),
+            user => Value::from_serialize(user.as_json()),
+            sessions => Value::from_serialize(&listed),
+            csrf_token => token.clone(),
+            csrf_input => super::views::csrf_input(&token),
+        },
+    );
+    ctx.finish(&state, page).await
+}
+
+/// Ends one of the user's sessions by its public id; the current one is a logout.
+async fn end_one(
+    state: &web::Data<AppState>,
+    ctx: &mut Ctx,
+    user: &User,
+    id: &str,
+) -> Result<bool, HttpResponse> {
+    let current = ctx.session.key().map(str::to_owned);
+    if current.as_deref().map(public_session_id).as_deref() == Some(id) {
+        ctx.logout();
+        return Ok(true);
+    }
+    let listed = list_sessions(state, &user.pk, None).await?;
+    let Some(target) = listed.into_iter().find(|l| l.json["id"] == id) else {
+        return Ok(false);
+    };
+    let st = state.clone();
+    let pk = user.pk.clone();
+    let ended = web::block(move || -> Result<bool, String> {
+        let mut conn = st.pool.get().map_err(|e| e.to_string())?;
+        st.index
+            .revoke_one(&mut conn, &pk, &target.key)
+            .map_err(|e| e.to_string())
+    })
+    .await;
+    blocking(ended)
+}
+
+/// Any other `/api/` path.
+pub async fn api_not_found() -> HttpResponse {
+    json_error(StatusCode::NOT_FOUND, "not found")
+}
+
+/// A JSON error, as every `/api/` answer is JSON.
+pub fn json_error(status: StatusCode, message: &str) -> HttpResponse {
+    HttpResponse::build(status).json(json!({"error": message}))
+}
+
+/// `GET /api/v1/me/sessions`, `POST /api/v1/me/sessions/end-others`.
+pub async fn me_sessions(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    let mut ctx = begin_or_return!(state, req);
+    let user = match ctx.user(&state).await {
+        Ok(Some(u)) => u,
+        Ok(None) => {
+            return ctx
+                .finish(
+                    &state,
+                    json_error(StatusCode::UNAUTHORIZED, "not logged in"),
+                )
+                .await
+        }
+        Err(resp) => return resp,
+    };
+    let resp = match *req.method() {
+        Method::GET | Method::HEAD => {
+            let current = ctx.session.key().map(str::to_owned);
+            match list_sessions(&state, &user.pk, current.as_deref()).await {
+                Ok(l) => HttpResponse::Ok().json(json!({
+                    "sessions": l.into_iter().map(|l| l.json).collect::<Vec<_>>()
+                })),
+                Err(resp) => return resp,
+            }
+        }
+        Method::POST if req.path().ends_with("/end-others") => {
+            if let Err(reason) = ctx.check_csrf(&state, &req, None) {
+                return json_error(StatusCode::FORBIDDEN, &format!("CSRF: {reason}"));
+            }
+            match end_other_sessions(&state, &mut ctx, &user).await {
+                Ok(n) => HttpResponse::Ok().json(json!({"ended": n})),
+                Err(resp) => return resp,
+            }
+        }
+        _ => json_error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
+    };
+    ctx.finish(&state, resp).await
+}
+
+/// Who may use the admin API: the configured bearer token, or an active staff user with
+/// `auth.change_user` (unsafe methods then need the CSRF token, as any session-authenticated
+/// form would).
+async fn admin_allowed(
+    state: &web::Data<AppState>,
+    req: &HttpRequest,
+    ctx: &mut Ctx,
+) -> Result<(), HttpResponse> {
+    let bearer = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if let Some(given) = bearer {
+        return match &state.settings.admin_api_token {
+            Some(token)
+                if !token.is_empty()
+                    && crate::formats::crypto::constant_time_compare(
+                        given.trim().as_bytes(),
+                        token.as_bytes(),
+                    ) =>
+            {
+                Ok(())
+            }
+            _ => Err(json_error(StatusCode::UNAUTHORIZED, "invalid API token")),
+        };
+    }
+    let user = match ctx.user(state).await? {
+        Some(u) => u,
+        None => return Err(json_error(StatusCode::UNAUTHORIZED, "not logged in")),
+    };
+    let st = state.clone();
+    let checked = user.clone();
+    let perms = web::block(move || -> Result<_, String> {
+        let mut conn = st.pool.get().map_err(|e| e.to_string())?;
+        st.perms
+            .load(&mut conn, &st.users, &checked)
+            .map_err(|e| e.to_string())
+    })
+    .await;
+    let perms = blocking(perms)?;
+    if !(user.is_staff && perms.has_perm("auth.change_user")) {
+        return Err(json_error(
+            StatusCode::FORBIDDEN,
+            "staff with auth.change_user only",
+        ));
+    }
+    if !matches!(*req.method(), Method::GET | Method::HEAD) {
+        if let Err(reason) = ctx.check_csrf(state, req, None) {
+            return Err(json_error(
+                StatusCode::FORBIDDEN,
+                &format!("CSRF: {reason}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `GET|DELETE /api/v1/admin/users/{pk}/sessions[/{id}]`.
+pub async fn admin_sessions(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    let mut ctx = begin_or_return!(state, req);
+    if let Err(resp) = admin_allowed(&state, &req, &mut ctx).await {
+        return ctx.finish(&state, resp).await;
+    }
+    let pk = req.match_info().get("pk").unwrap_or_default().to_owned();
+    let id = req.match_info().get("id").map(str::to_owned);
+    let st = state.clone();
+    let lookup = pk.clone();
+    let found = web::block(move || -> Result<Option<User>, String> {
+        let mut conn = st.pool.get().map_err(|e| e.to_string())?;
+        st.users
+            .get_by_pk(&mut conn, &lookup)
+            .map_err(|e| e.to_string())
+    })
+    .await;
+    let user = match blocking(found) {
+        Ok(Some(u)) => u,
+        Ok(None) => {
+            return ctx
+                .finish(&state, json_error(StatusCode::NOT_FOUND, "no such user"))
+                .await
+        }
+        Err(resp) => return resp,
+    };
+    let resp = match (req.method().clone(), id) {
+        (Method::GET, None) => match list_sessions(&state, &user.pk, None).await {
+            Ok(l) => HttpResponse::Ok().json(json!({
+                "user": {"id": user.pk, "username": user.username},
+                "sessions": l.into_iter().map(|l| l.json).collect::<Vec<_>>(),
+            })),
+            Err(resp) => return resp,
+        },
+        (Method::DELETE, None) => {
+            let st = state.clone();
+            let pk = user.pk.clone();
+            let now = crate::formats::signing::now_unix().floor() as i64;
+            let ended = web::block(move || -> Result<usize, String> {
+                let mut conn = st.pool.get().map_err(|e| e.to_string())?;
+                st.index
+                    .revoke(&mut conn, &st.codec, &pk, None, Some(now))
+                    .map_err(|e| e.to_string())
+            })
+            .await;
+            match blocking(ended) {
+                Ok(n) => HttpResponse::Ok().json(json!({"ended": n})),
+                Err(resp) => return resp,
+            }
+        }
+        (Method::DELETE, Some(id)) => {
+            let listed = match list_sessions(&state, &user.pk, None).await {
+                Ok(l) => l,
+                Err(resp) => return resp,
+            };
+            match listed.into_iter().find(|l| l.json["id"] == id.as_str()) {
+                None => json_error(StatusCode::NOT_FOUND, "no such session"),
+                Some(target) => {
+                    let st = state.clone();
+                    let pk = user.pk.clone();
+                    let ended = web::block(move || -> Result<bool, String> {
+                        let mut conn = st.pool.get().map_err(|e| e.to_string())?;
+                        st.index
+                            .revoke_one(&mut conn, &pk, &target.key)
+                            .map_err(|e| e.to_string())
+                    })
+                    .await;
+                    match blocking(ended) {
+                        Ok(ended) => HttpResponse::Ok().json(json!({"ended": usize::from(ended)})),
+                        Err(resp) => return resp,
+                    }
+                }
+            }
+        }
+        _ => json_error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
+    };
+    ctx.finish(&state, resp).await
+}

@@ -226,7 +226,8 @@ def schema_by_table(backend: str, text: str) -> dict:
     stmt: list[str] = []
     for line in text.splitlines():
         stmt.append(line)
-        if line.rstrip().endswith(";"):
+        # A function body ($$ … $$) has its own ";"-terminated lines: end only outside it.
+        if line.rstrip().endswith(";") and "\n".join(stmt).count("$$") % 2 == 0:
             s = "\n".join(stmt)
             stmt = []
             m = re.search(r"\bpublic\.\"?(\w+)", s)

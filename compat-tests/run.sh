@@ -5,8 +5,9 @@
 #   compat-tests/run.sh 5.2        # only the named ones (4.2 | 5.2 | 6.1)
 #
 # For each Django version: make (or reuse) a venv under target/compat-venvs/django-<ver>
-# (Python 3.11 for 4.2/5.2, Python >= 3.12 for 6.1), pip install requirements-<ver>.txt,
-# then run pytest with DJAUTH_DJANGO_VERSION=<ver>.  The djauth binary is built with
+# (Python 3.11 for 4.2/5.2, Python >= 3.12 for 6.1), pip install requirements-<ver>.txt and
+# django-app/ (the djauth-django package test_django_app.py tests; reinstalled when its files
+# change), then run pytest with DJAUTH_DJANGO_VERSION=<ver>.  The djauth binary is built with
 # `cargo build --bin djauth` unless DJAUTH_BIN names one.  Extra pytest options can be
 # passed through PYTEST_ADDOPTS.  Exit status is non-zero if any version fails.
 set -uo pipefail
@@ -14,6 +15,7 @@ set -uo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$HERE/.." && pwd)"
 VENVS="$REPO/target/compat-venvs"
+APP="$REPO/django-app"
 
 log() { printf '== compat: %s\n' "$*" >&2; }
 die() { printf 'compat: error: %s\n' "$*" >&2; exit 2; }
@@ -79,7 +81,28 @@ setup_venv() { # setup_venv VERSION -> prints the venv's python
         "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$req" >&2 || return 1
         echo "$stamp" >"$venv/.requirements.sha256"
     fi
+    install_app "$venv" || return 1
     echo "$venv/bin/python"
+}
+
+app_files() { # the files django-app/ is built from, relative to it
+    (cd "$APP" && find pyproject.toml README.md djauth_django -name __pycache__ -prune -o -type f -print | LC_ALL=C sort)
+}
+
+install_app() { # install_app VENV: (re)install django-app, without dependencies, when its files changed
+    local venv="$1" stamp tmp rc
+    stamp="$(cd "$APP" && app_files | xargs sha256sum | sha256sum | cut -d' ' -f1)"
+    [ "$(cat "$venv/.djauth-django.sha256" 2>/dev/null)" = "$stamp" ] && return 0
+    log "installing django-app (djauth-django)"
+    # Built from a copy of just those files: no build/ or *.egg-info in the work tree, and no
+    # module deleted from the app lingering in a stale build/lib.
+    tmp="$(mktemp -d)"
+    tar -C "$APP" -cf - $(app_files) | tar -C "$tmp" -xf -
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps --force-reinstall "$tmp" >&2
+    rc=$?
+    rm -rf "$tmp"
+    [ $rc -eq 0 ] || return 1
+    echo "$stamp" >"$venv/.djauth-django.sha256"
 }
 
 # --- the binary ------------------------------------------------------------------------

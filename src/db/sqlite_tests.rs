@@ -198,3 +198,125 @@ fn permissions_come_from_user_and_groups() {
         "an active superuser has every permission in the table"
     );
 }
+
+mod session_index {
+    use super::*;
+    use crate::db::index::SessionIndex;
+    use crate::db::sessions::SessionTable;
+    use crate::formats::session::{SessionCodec, SessionData, AUTH_USER_ID_KEY};
+
+    fn codec() -> SessionCodec {
+        SessionCodec::new(b"index-test-secret", &[] as &[&str], 1_209_600)
+    }
+
+    /// Writes a row the way any writer (Django included) would: straight into django_session.
+    fn session_of(conn: &mut PooledConn, codec: &SessionCodec, user: Option<&str>) -> String {
+        let mut data = SessionData::new();
+        if let Some(u) = user {
+            data.insert(AUTH_USER_ID_KEY.into(), u.into());
+        }
+        let blob = codec.encode_db_at(&data, crate::formats::signing::now_unix());
+        let expire = crate::db::now_utc() + chrono::Duration::days(1);
+        SessionTable::new(Backend::Sqlite)
+            .create(conn, &blob, expire)
+            .unwrap()
+    }
+
+    fn count(conn: &mut PooledConn, sql: &str) -> i64 {
+        #[derive(diesel::QueryableByName)]
+        struct N {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            n: i64,
+        }
+        use diesel::RunQueryDsl;
+        diesel::sql_query(sql).load::<N>(&mut **conn).unwrap()[0].n
+    }
+
+    #[test]
+    fn catch_up_indexes_only_authenticated_rows_and_revoke_ends_exactly_one_user() {
+        let (mut conn, _path) = fresh();
+        let codec = codec();
+        let index = SessionIndex::new(Backend::Sqlite);
+        let a: Vec<String> = (0..3).map(|_| session_of(&mut conn, &codec, Some("1"))).collect();
+        let b = session_of(&mut conn, &codec, Some("2"));
+        session_of(&mut conn, &codec, None);
+        assert_eq!(index.backlog(&mut conn).unwrap(), 5);
+        let done = index.catch_up(&mut conn, &codec).unwrap();
+        assert_eq!((done.queued, done.indexed), (5, 4));
+        assert_eq!(index.backlog(&mut conn).unwrap(), 0);
+        // Nothing queued: a second catch-up decodes nothing.
+        assert_eq!(index.catch_up(&mut conn, &codec).unwrap().queued, 0);
+
+        let ended = index
+            .revoke(&mut conn, &codec, "1", Some(&a[0]), Some(100))
+            .unwrap();
+        assert_eq!(ended, 2);
+        let left = count(&mut conn, "SELECT COUNT(*) AS n FROM django_session");
+        assert_eq!(left, 3, "kept session, user 2's and the anonymous one remain");
+        assert_eq!(index.not_before(&mut conn, "1").unwrap(), Some(100));
+        // not_before never moves back.
+        index.revoke(&mut conn, &codec, "1", None, Some(50)).unwrap();
+        assert_eq!(index.not_before(&mut conn, "1").unwrap(), Some(100));
+        let sessions = index
+            .sessions_of(&mut conn, "2", crate::db::now_utc())
+            .unwrap();
+        assert_eq!(sessions.len(), 1);
+        assert_eq!(sessions[0].session_key, b);
+    }
+
+    #[test]
+    fn a_revocation_sees_rows_written_before_it_without_a_prior_catch_up() {
+        let (mut conn, _path) = fresh();
+        let codec = codec();
+        let index = SessionIndex::new(Backend::Sqlite);
+        for _ in 0..600 {
+            session_of(&mut conn, &codec, Some("7"));
+        }
+        // More rows than one parallel decode threshold and than one IN-list chunk.
+        assert_eq!(index.revoke(&mut conn, &codec, "7", None, None).unwrap(), 600);
+        assert_eq!(count(&mut conn, "SELECT COUNT(*) AS n FROM django_session"), 0);
+        assert_eq!(count(&mut conn, "SELECT COUNT(*) AS n FROM djauth_session_index"), 0);
+    }
+
+    #[test]
+    fn logout_in_place_and_deletes_keep_the_index_exact() {
+        let (mut conn, _path) = fresh();
+        let codec = codec();
+        let index = SessionIndex::new(Backend::Sqlite);
+        let table = SessionTable::new(Backend::Sqlite);
+        let key = session_of(&mut conn, &codec, Some("3"));
+        index.catch_up(&mut conn, &codec).unwrap();
+        // The row is rewritten without a user (queued by the update trigger) ...
+        let blob = codec.encode_db_at(&SessionData::new(), 0.0);
+        let expire = crate::db::now_utc() + chrono::Duration::days(1);
+        table.save(&mut conn, &key, &blob, expire).unwrap();
+        index.catch_up(&mut conn, &codec).unwrap();
+        assert_eq!(count(&mut conn, "SELECT COUNT(*) AS n FROM djauth_session_index"), 0);
+        // ... and a deleted row takes its entry with it (delete trigger).
+        let other = session_of(&mut conn, &codec, Some("3"));
+        index.catch_up(&mut conn, &codec).unwrap();
+        table.delete(&mut conn, &other).unwrap();
+        assert_eq!(count(&mut conn, "SELECT COUNT(*) AS n FROM djauth_session_index"), 0);
+        // A tampered blob is not a user's session.
+        conn.batch_execute(
+            "INSERT INTO django_session VALUES ('abcdefghijklmnopqrstuvwxyz012345', 'garbage:1:x', '2999-01-01 00:00:00')",
+        )
+        .unwrap();
+        assert_eq!(index.catch_up(&mut conn, &codec).unwrap().indexed, 0);
+    }
+
+    #[test]
+    fn reindex_rebuilds_from_django_session() {
+        let (mut conn, _path) = fresh();
+        let codec = codec();
+        let index = SessionIndex::new(Backend::Sqlite);
+        for u in ["1", "1", "2"] {
+            session_of(&mut conn, &codec, Some(u));
+        }
+        index.catch_up(&mut conn, &codec).unwrap();
+        conn.batch_execute("DELETE FROM djauth_session_index").unwrap();
+        let done = index.reindex(&mut conn, &codec).unwrap();
+        assert_eq!(done.indexed, 3);
+        assert_eq!(count(&mut conn, "SELECT COUNT(*) AS n FROM djauth_session_index"), 3);
+    }
+}

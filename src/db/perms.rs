@@ -67,6 +67,7 @@ struct PermRow {
 pub struct PermissionQueries {
     for_user: String,
     all: String,
+    groups: String,
 }
 
 impl PermissionQueries {
@@ -101,7 +102,40 @@ impl PermissionQueries {
             ug = i(&model.groups_table),
         );
         let all = format!("SELECT 'a' AS source, {concat} AS perm {perm_from}");
-        PermissionQueries { for_user, all }
+        let groups = format!(
+            "SELECT 'n' AS source, g.{name} AS perm FROM {g} g JOIN {ug} ug ON ug.{gid} = g.{id} \
+             WHERE ug.{uid} = {pk}",
+            name = i("name"),
+            g = i("auth_group"),
+            ug = i(&model.groups_table),
+            gid = i("group_id"),
+            id = i("id"),
+            uid = i(&model.m2m_column),
+        );
+        PermissionQueries {
+            for_user,
+            all,
+            groups,
+        }
+    }
+
+    /// The names of the user's groups, sorted.
+    pub fn groups(
+        &self,
+        conn: &mut DbConnection,
+        model: &UserModel,
+        user: &User,
+    ) -> Result<Vec<String>, DbError> {
+        let key = model
+            .pk_for_db(&user.pk)
+            .ok_or_else(|| DbError::Schema("invalid primary key".into()))?;
+        let rows: Vec<PermRow> = diesel::sql_query(&self.groups)
+            .bind::<Text, _>(&key)
+            .load(conn)?;
+        // Sorted here, by code point as Python's sorted() does, not by the column collation.
+        let mut names: Vec<String> = rows.into_iter().map(|r| r.perm).collect();
+        names.sort();
+        Ok(names)
     }
 
     /// Everything `ModelBackend` would answer for `user`, in one query (two for an active

@@ -237,7 +237,9 @@ mod session_index {
         let (mut conn, _path) = fresh();
         let codec = codec();
         let index = SessionIndex::new(Backend::Sqlite);
-        let a: Vec<String> = (0..3).map(|_| session_of(&mut conn, &codec, Some("1"))).collect();
+        let a: Vec<String> = (0..3)
+            .map(|_| session_of(&mut conn, &codec, Some("1")))
+            .collect();
         let b = session_of(&mut conn, &codec, Some("2"));
         session_of(&mut conn, &codec, None);
         assert_eq!(index.backlog(&mut conn).unwrap(), 5);
@@ -252,10 +254,15 @@ mod session_index {
             .unwrap();
         assert_eq!(ended, 2);
         let left = count(&mut conn, "SELECT COUNT(*) AS n FROM django_session");
-        assert_eq!(left, 3, "kept session, user 2's and the anonymous one remain");
+        assert_eq!(
+            left, 3,
+            "kept session, user 2's and the anonymous one remain"
+        );
         assert_eq!(index.not_before(&mut conn, "1").unwrap(), Some(100));
         // not_before never moves back.
-        index.revoke(&mut conn, &codec, "1", None, Some(50)).unwrap();
+        index
+            .revoke(&mut conn, &codec, "1", None, Some(50))
+            .unwrap();
         assert_eq!(index.not_before(&mut conn, "1").unwrap(), Some(100));
         let sessions = index
             .sessions_of(&mut conn, "2", crate::db::now_utc())
@@ -273,9 +280,18 @@ mod session_index {
             session_of(&mut conn, &codec, Some("7"));
         }
         // More rows than one parallel decode threshold and than one IN-list chunk.
-        assert_eq!(index.revoke(&mut conn, &codec, "7", None, None).unwrap(), 600);
-        assert_eq!(count(&mut conn, "SELECT COUNT(*) AS n FROM django_session"), 0);
-        assert_eq!(count(&mut conn, "SELECT COUNT(*) AS n FROM djauth_session_index"), 0);
+        assert_eq!(
+            index.revoke(&mut conn, &codec, "7", None, None).unwrap(),
+            600
+        );
+        assert_eq!(
+            count(&mut conn, "SELECT COUNT(*) AS n FROM django_session"),
+            0
+        );
+        assert_eq!(
+            count(&mut conn, "SELECT COUNT(*) AS n FROM djauth_session_index"),
+            0
+        );
     }
 
     #[test]
@@ -291,12 +307,18 @@ mod session_index {
         let expire = crate::db::now_utc() + chrono::Duration::days(1);
         table.save(&mut conn, &key, &blob, expire).unwrap();
         index.catch_up(&mut conn, &codec).unwrap();
-        assert_eq!(count(&mut conn, "SELECT COUNT(*) AS n FROM djauth_session_index"), 0);
+        assert_eq!(
+            count(&mut conn, "SELECT COUNT(*) AS n FROM djauth_session_index"),
+            0
+        );
         // ... and a deleted row takes its entry with it (delete trigger).
         let other = session_of(&mut conn, &codec, Some("3"));
         index.catch_up(&mut conn, &codec).unwrap();
         table.delete(&mut conn, &other).unwrap();
-        assert_eq!(count(&mut conn, "SELECT COUNT(*) AS n FROM djauth_session_index"), 0);
+        assert_eq!(
+            count(&mut conn, "SELECT COUNT(*) AS n FROM djauth_session_index"),
+            0
+        );
         // A tampered blob is not a user's session.
         conn.batch_execute(
             "INSERT INTO django_session VALUES ('abcdefghijklmnopqrstuvwxyz012345', 'garbage:1:x', '2999-01-01 00:00:00')",
@@ -314,9 +336,13 @@ mod session_index {
             session_of(&mut conn, &codec, Some(u));
         }
         index.catch_up(&mut conn, &codec).unwrap();
-        conn.batch_execute("DELETE FROM djauth_session_index").unwrap();
+        conn.batch_execute("DELETE FROM djauth_session_index")
+            .unwrap();
         let done = index.reindex(&mut conn, &codec).unwrap();
         assert_eq!(done.indexed, 3);
-        assert_eq!(count(&mut conn, "SELECT COUNT(*) AS n FROM djauth_session_index"), 3);
+        assert_eq!(
+            count(&mut conn, "SELECT COUNT(*) AS n FROM djauth_session_index"),
+            3
+        );
     }
 }

@@ -477,7 +477,8 @@ mod index_helper_tests {
         let ff = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0";
         assert_eq!(device_name(Some(ff)), "Firefox on Linux");
         assert_eq!(device_name(None), "Unknown device");
-        assert_eq!(device_name(Some("curl/8.0")), "curl/8.0");
+        assert_eq!(device_name(Some("curl/8.0")), "HTTP Library");
+        assert_eq!(device_name(Some("weird-agent/1")), "weird-agent/1");
         assert_eq!(
             cookie_timestamp("eyJh:1tA2bc:sig"),
             Some(crate::formats::signing::b62_decode("1tA2bc").unwrap())

@@ -25,8 +25,10 @@ macro_rules! blocking_or_return {
     };
 }
 
+pub mod api;
 pub mod cookies;
 pub mod ctx;
+pub mod extract;
 pub mod mail;
 pub mod reset;
 pub mod sessions;
@@ -107,22 +109,43 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
             &format!("{p}sessions/"),
             web::route().to(sessions::sessions_page),
         )
-        .route(
-            "/api/v1/me/sessions",
-            web::route().to(sessions::me_sessions),
+        .service(
+            web::resource("/api/v1/me")
+                .get(api::me)
+                .default_service(web::to(sessions::api_method_not_allowed)),
         )
-        .route(
-            "/api/v1/me/sessions/end-others",
-            web::route().to(sessions::me_sessions),
+        .service(
+            web::resource("/api/v1/me/has-perm")
+                .get(api::has_perm)
+                .default_service(web::to(sessions::api_method_not_allowed)),
         )
-        .route(
-            "/api/v1/admin/users/{pk}/sessions",
-            web::route().to(sessions::admin_sessions),
+        .service(
+            web::resource("/api/v1/me/sessions")
+                .get(sessions::me_sessions)
+                .default_service(web::to(sessions::api_method_not_allowed)),
         )
-        .route(
-            "/api/v1/admin/users/{pk}/sessions/{id}",
-            web::route().to(sessions::admin_sessions),
+        .service(
+            web::resource("/api/v1/me/sessions/end-others")
+                .post(sessions::me_end_others)
+                .default_service(web::to(sessions::api_method_not_allowed)),
         )
+        .service(
+            web::resource("/api/v1/admin/users/{pk}/sessions")
+                .get(sessions::admin_sessions)
+                .delete(sessions::admin_revoke_all)
+                .default_service(web::to(sessions::api_method_not_allowed)),
+        )
+        .service(
+            web::resource("/api/v1/admin/users/{pk}/sessions/{id}")
+                .delete(sessions::admin_revoke_one)
+                .default_service(web::to(sessions::api_method_not_allowed)),
+        )
+        .service(
+            web::resource("/api/v1/openapi.json")
+                .get(api::openapi)
+                .default_service(web::to(sessions::api_method_not_allowed)),
+        )
+        .route("/auth/verify", web::route().to(api::verify))
         .route(
             &format!("{p}password_change/"),
             web::route().to(views::password_change),

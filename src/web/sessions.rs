@@ -9,12 +9,41 @@ use crate::formats::session::{device_name, public_session_id, Engine};
 use actix_web::http::{header, Method, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use minijinja::{context, Value};
+use serde::Serialize;
 use serde_json::json;
+use utoipa::ToSchema;
+
+/// One session of a user, as listings show it. The key itself never leaves the server.
+#[derive(Serialize, ToSchema, Clone)]
+pub struct SessionInfo {
+    /// A digest of the session key: names the session for ending it.
+    pub id: String,
+    /// Browser and OS from the user agent ("Firefox on Linux").
+    pub device: String,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    /// When the index first saw the session (ISO 8601).
+    pub created: String,
+    pub last_seen: String,
+    /// The session making this request.
+    pub current: bool,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SessionList {
+    pub sessions: Vec<SessionInfo>,
+}
+
+/// How many sessions a revocation ended.
+#[derive(Serialize, ToSchema)]
+pub struct Ended {
+    pub ended: usize,
+}
 
 /// A session as listings show it; `key` never leaves the server.
 struct Listed {
     key: String,
-    json: serde_json::Value,
+    info: SessionInfo,
 }
 
 /// The user's unexpired sessions, the current one first. On the signed-cookie engine only
@@ -44,20 +73,20 @@ async fn list_sessions(
         .map(|s| {
             let is_current = Some(s.session_key.as_str()) == current;
             Listed {
-                json: json!({
-                    "id": public_session_id(&s.session_key),
-                    "device": device_name(s.user_agent.as_deref()),
-                    "ip": s.ip,
-                    "user_agent": s.user_agent,
-                    "created": s.created.and_utc().to_rfc3339(),
-                    "last_seen": s.last_seen.and_utc().to_rfc3339(),
-                    "current": is_current,
-                }),
+                info: SessionInfo {
+                    id: public_session_id(&s.session_key),
+                    device: device_name(s.user_agent.as_deref()),
+                    created: s.created.and_utc().to_rfc3339(),
+                    last_seen: s.last_seen.and_utc().to_rfc3339(),
+                    current: is_current,
+                    ip: s.ip,
+                    user_agent: s.user_agent,
+                },
                 key: s.session_key,
             }
         })
         .collect();
-    listed.sort_by_key(|l| !l.json["current"].as_bool().unwrap_or(false));
+    listed.sort_by_key(|l| !l.info.current);
     Ok(listed)
 }
 
@@ -145,7 +174,10 @@ pub async fn sessions_page(
     }
     let current = ctx.session.key().map(str::to_owned);
     let mut listed = match list_sessions(&state, &user.pk, current.as_deref()).await {
-        Ok(l) => l.into_iter().map(|l| l.json).collect::<Vec<_>>(),
+        Ok(l) => l
+            .into_iter()
+            .map(|l| serde_json::to_value(l.info).unwrap_or_default())
+            .collect::<Vec<_>>(),
         Err(resp) => return resp,
     };
     if listed.is_empty() {
@@ -182,7 +214,7 @@ async fn end_one(
         return Ok(true);
     }
     let listed = list_sessions(state, &user.pk, None).await?;
-    let Some(target) = listed.into_iter().find(|l| l.json["id"] == id) else {
+    let Some(target) = listed.into_iter().find(|l| l.info.id == id) else {
         return Ok(false);
     };
     let st = state.clone();
@@ -207,41 +239,51 @@ pub fn json_error(status: StatusCode, message: &str) -> HttpResponse {
     HttpResponse::build(status).json(json!({"error": message}))
 }
 
-/// `GET /api/v1/me/sessions`, `POST /api/v1/me/sessions/end-others`.
+/// The request's user, or the JSON 401.
+async fn api_user(state: &web::Data<AppState>, ctx: &mut Ctx) -> Result<User, HttpResponse> {
+    match ctx.user(state).await? {
+        Some(u) => Ok(u),
+        None => Err(json_error(StatusCode::UNAUTHORIZED, "not logged in")),
+    }
+}
+
+/// The current user's sessions, this one first.
+#[utoipa::path(get, path = "/api/v1/me/sessions", tag = "sessions",
+    responses((status = 200, body = SessionList), (status = 401, body = super::api::ApiError)))]
 pub async fn me_sessions(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     let mut ctx = begin_or_return!(state, req);
-    let user = match ctx.user(&state).await {
-        Ok(Some(u)) => u,
-        Ok(None) => {
-            return ctx
-                .finish(
-                    &state,
-                    json_error(StatusCode::UNAUTHORIZED, "not logged in"),
-                )
-                .await
-        }
+    let user = match api_user(&state, &mut ctx).await {
+        Ok(u) => u,
+        Err(resp) => return ctx.finish(&state, resp).await,
+    };
+    let current = ctx.session.key().map(str::to_owned);
+    let resp = match list_sessions(&state, &user.pk, current.as_deref()).await {
+        Ok(l) => HttpResponse::Ok().json(SessionList {
+            sessions: l.into_iter().map(|l| l.info).collect(),
+        }),
         Err(resp) => return resp,
     };
-    let resp = match *req.method() {
-        Method::GET | Method::HEAD => {
-            let current = ctx.session.key().map(str::to_owned);
-            match list_sessions(&state, &user.pk, current.as_deref()).await {
-                Ok(l) => HttpResponse::Ok().json(json!({
-                    "sessions": l.into_iter().map(|l| l.json).collect::<Vec<_>>()
-                })),
-                Err(resp) => return resp,
-            }
-        }
-        Method::POST if req.path().ends_with("/end-others") => {
-            if let Err(reason) = ctx.check_csrf(&state, &req, None) {
-                return json_error(StatusCode::FORBIDDEN, &format!("CSRF: {reason}"));
-            }
-            match end_other_sessions(&state, &mut ctx, &user).await {
-                Ok(n) => HttpResponse::Ok().json(json!({"ended": n})),
-                Err(resp) => return resp,
-            }
-        }
-        _ => json_error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
+    ctx.finish(&state, resp).await
+}
+
+/// Ends the current user's other sessions; this one continues under a new key (a new
+/// session cookie is set), as Django's `update_session_auth_hash` does. Needs the CSRF token
+/// in `X-CSRFToken`.
+#[utoipa::path(post, path = "/api/v1/me/sessions/end-others", tag = "sessions",
+    responses((status = 200, body = Ended), (status = 401, body = super::api::ApiError),
+              (status = 403, body = super::api::ApiError)))]
+pub async fn me_end_others(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    let mut ctx = begin_or_return!(state, req);
+    let user = match api_user(&state, &mut ctx).await {
+        Ok(u) => u,
+        Err(resp) => return ctx.finish(&state, resp).await,
+    };
+    if let Err(reason) = ctx.check_csrf(&state, &req, None) {
+        return json_error(StatusCode::FORBIDDEN, &format!("CSRF: {reason}"));
+    }
+    let resp = match end_other_sessions(&state, &mut ctx, &user).await {
+        Ok(n) => HttpResponse::Ok().json(Ended { ended: n }),
+        Err(resp) => return resp,
     };
     ctx.finish(&state, resp).await
 }
@@ -304,81 +346,118 @@ async fn admin_allowed(
     Ok(())
 }
 
-/// `GET|DELETE /api/v1/admin/users/{pk}/sessions[/{id}]`.
-pub async fn admin_sessions(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    let mut ctx = begin_or_return!(state, req);
-    if let Err(resp) = admin_allowed(&state, &req, &mut ctx).await {
-        return ctx.finish(&state, resp).await;
+/// The admin API's preamble: who is asking, and which user they name. `Err` is the answer.
+async fn admin_target(
+    state: &web::Data<AppState>,
+    req: &HttpRequest,
+) -> Result<(Ctx, User), HttpResponse> {
+    let mut ctx = Ctx::begin(state, req).await?;
+    if let Err(resp) = admin_allowed(state, req, &mut ctx).await {
+        return Err(ctx.finish(state, resp).await);
     }
     let pk = req.match_info().get("pk").unwrap_or_default().to_owned();
-    let id = req.match_info().get("id").map(str::to_owned);
     let st = state.clone();
-    let lookup = pk.clone();
     let found = web::block(move || -> Result<Option<User>, String> {
         let mut conn = st.pool.get().map_err(|e| e.to_string())?;
         st.users
-            .get_by_pk(&mut conn, &lookup)
+            .get_by_pk(&mut conn, &pk)
             .map_err(|e| e.to_string())
     })
     .await;
-    let user = match blocking(found) {
-        Ok(Some(u)) => u,
-        Ok(None) => {
-            return ctx
-                .finish(&state, json_error(StatusCode::NOT_FOUND, "no such user"))
-                .await
-        }
+    match blocking(found)? {
+        Some(u) => Ok((ctx, u)),
+        None => Err(ctx
+            .finish(state, json_error(StatusCode::NOT_FOUND, "no such user"))
+            .await),
+    }
+}
+
+/// A user's sessions (admin: `ADMIN_API_TOKEN` bearer, or staff with `auth.change_user`).
+#[utoipa::path(get, path = "/api/v1/admin/users/{pk}/sessions", tag = "admin",
+    params(("pk" = String, Path, description = "the user's primary key")),
+    responses((status = 200, body = SessionList), (status = 401, body = super::api::ApiError),
+              (status = 403, body = super::api::ApiError), (status = 404, body = super::api::ApiError)))]
+pub async fn admin_sessions(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    let (ctx, user) = match admin_target(&state, &req).await {
+        Ok(x) => x,
         Err(resp) => return resp,
     };
-    let resp = match (req.method().clone(), id) {
-        (Method::GET, None) => match list_sessions(&state, &user.pk, None).await {
-            Ok(l) => HttpResponse::Ok().json(json!({
-                "user": {"id": user.pk, "username": user.username},
-                "sessions": l.into_iter().map(|l| l.json).collect::<Vec<_>>(),
-            })),
-            Err(resp) => return resp,
-        },
-        (Method::DELETE, None) => {
+    let resp = match list_sessions(&state, &user.pk, None).await {
+        Ok(l) => HttpResponse::Ok().json(SessionList {
+            sessions: l.into_iter().map(|l| l.info).collect(),
+        }),
+        Err(resp) => return resp,
+    };
+    ctx.finish(&state, resp).await
+}
+
+/// Ends every session of a user, on both engines (as `djauth logout-user`).
+#[utoipa::path(delete, path = "/api/v1/admin/users/{pk}/sessions", tag = "admin",
+    params(("pk" = String, Path, description = "the user's primary key")),
+    responses((status = 200, body = Ended), (status = 401, body = super::api::ApiError),
+              (status = 403, body = super::api::ApiError), (status = 404, body = super::api::ApiError)))]
+pub async fn admin_revoke_all(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    let (ctx, user) = match admin_target(&state, &req).await {
+        Ok(x) => x,
+        Err(resp) => return resp,
+    };
+    let st = state.clone();
+    let pk = user.pk.clone();
+    let now = crate::formats::signing::now_unix().floor() as i64;
+    let ended = web::block(move || -> Result<usize, String> {
+        let mut conn = st.pool.get().map_err(|e| e.to_string())?;
+        st.index
+            .revoke(&mut conn, &st.codec, &pk, None, Some(now))
+            .map_err(|e| e.to_string())
+    })
+    .await;
+    let resp = match blocking(ended) {
+        Ok(n) => HttpResponse::Ok().json(Ended { ended: n }),
+        Err(resp) => return resp,
+    };
+    ctx.finish(&state, resp).await
+}
+
+/// Ends one session of a user, named by its listed `id`.
+#[utoipa::path(delete, path = "/api/v1/admin/users/{pk}/sessions/{id}", tag = "admin",
+    params(("pk" = String, Path, description = "the user's primary key"),
+           ("id" = String, Path, description = "the session's id from the listing")),
+    responses((status = 200, body = Ended), (status = 401, body = super::api::ApiError),
+              (status = 403, body = super::api::ApiError), (status = 404, body = super::api::ApiError)))]
+pub async fn admin_revoke_one(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    let (ctx, user) = match admin_target(&state, &req).await {
+        Ok(x) => x,
+        Err(resp) => return resp,
+    };
+    let id = req.match_info().get("id").unwrap_or_default().to_owned();
+    let listed = match list_sessions(&state, &user.pk, None).await {
+        Ok(l) => l,
+        Err(resp) => return resp,
+    };
+    let resp = match listed.into_iter().find(|l| l.info.id == id) {
+        None => json_error(StatusCode::NOT_FOUND, "no such session"),
+        Some(target) => {
             let st = state.clone();
             let pk = user.pk.clone();
-            let now = crate::formats::signing::now_unix().floor() as i64;
-            let ended = web::block(move || -> Result<usize, String> {
+            let ended = web::block(move || -> Result<bool, String> {
                 let mut conn = st.pool.get().map_err(|e| e.to_string())?;
                 st.index
-                    .revoke(&mut conn, &st.codec, &pk, None, Some(now))
+                    .revoke_one(&mut conn, &pk, &target.key)
                     .map_err(|e| e.to_string())
             })
             .await;
             match blocking(ended) {
-                Ok(n) => HttpResponse::Ok().json(json!({"ended": n})),
+                Ok(ended) => HttpResponse::Ok().json(Ended {
+                    ended: usize::from(ended),
+                }),
                 Err(resp) => return resp,
             }
         }
-        (Method::DELETE, Some(id)) => {
-            let listed = match list_sessions(&state, &user.pk, None).await {
-                Ok(l) => l,
-                Err(resp) => return resp,
-            };
-            match listed.into_iter().find(|l| l.json["id"] == id.as_str()) {
-                None => json_error(StatusCode::NOT_FOUND, "no such session"),
-                Some(target) => {
-                    let st = state.clone();
-                    let pk = user.pk.clone();
-                    let ended = web::block(move || -> Result<bool, String> {
-                        let mut conn = st.pool.get().map_err(|e| e.to_string())?;
-                        st.index
-                            .revoke_one(&mut conn, &pk, &target.key)
-                            .map_err(|e| e.to_string())
-                    })
-                    .await;
-                    match blocking(ended) {
-                        Ok(ended) => HttpResponse::Ok().json(json!({"ended": usize::from(ended)})),
-                        Err(resp) => return resp,
-                    }
-                }
-            }
-        }
-        _ => json_error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
     };
     ctx.finish(&state, resp).await
+}
+
+/// A method the API path does not take.
+pub async fn api_method_not_allowed() -> HttpResponse {
+    json_error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
 }

@@ -416,7 +416,7 @@ const OLD_PASSWORD_INCORRECT: &str =
 const PASSWORD_MISMATCH: &str = "The two password fields didn\u{2019}t match.";
 
 /// `QueryDict.urlencode(safe="/")` of one value: Python's `quote(v, safe="/")`.
-fn quote_safe_slash(s: &str) -> String {
+pub(crate) fn quote_safe_slash(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || b"_.-~/".contains(&b) {

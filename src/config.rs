@@ -111,8 +111,29 @@ pub struct Settings {
 
     pub allowed_hosts: Vec<String>,
     pub debug: bool,
+
+    /// `SecurityMiddleware`, `XFrameOptionsMiddleware` and the proxy settings of `HttpRequest`.
+    /// `SECURE_PROXY_SSL_HEADER` is Django's tuple as a two-item list, e.g.
+    /// `["HTTP_X_FORWARDED_PROTO", "https"]`; empty means unset.
+    pub secure_proxy_ssl_header: Vec<String>,
+    pub use_x_forwarded_host: bool,
+    pub use_x_forwarded_port: bool,
+    pub secure_ssl_redirect: bool,
+    pub secure_ssl_host: Option<String>,
+    pub secure_redirect_exempt: Vec<String>,
+    pub secure_hsts_seconds: i64,
+    pub secure_hsts_include_subdomains: bool,
+    pub secure_hsts_preload: bool,
+    pub secure_content_type_nosniff: bool,
+    /// Empty or "None": no header.
+    pub secure_referrer_policy: String,
+    pub secure_cross_origin_opener_policy: String,
+    pub x_frame_options: String,
     pub login_url: String,
     pub login_redirect_url: String,
+    /// `LoginView(redirect_authenticated_user=True)`: a logged-in user opening the login page
+    /// is sent on to the success URL.
+    pub login_redirect_authenticated_user: bool,
     pub logout_redirect_url: Option<String>,
     /// Directories searched for `registration/*.html` before djauth's own templates.
     pub template_dirs: Vec<String>,
@@ -188,8 +209,22 @@ impl Default for Settings {
             csrf_use_sessions: false,
             allowed_hosts: vec![],
             debug: false,
+            secure_proxy_ssl_header: vec![],
+            use_x_forwarded_host: false,
+            use_x_forwarded_port: false,
+            secure_ssl_redirect: false,
+            secure_ssl_host: None,
+            secure_redirect_exempt: vec![],
+            secure_hsts_seconds: 0,
+            secure_hsts_include_subdomains: false,
+            secure_hsts_preload: false,
+            secure_content_type_nosniff: true,
+            secure_referrer_policy: "same-origin".into(),
+            secure_cross_origin_opener_policy: "same-origin".into(),
+            x_frame_options: "DENY".into(),
             login_url: "/accounts/login/".into(),
             login_redirect_url: "/accounts/profile/".into(),
+            login_redirect_authenticated_user: false,
             logout_redirect_url: None,
             template_dirs: vec![],
             email_backend: "django.core.mail.backends.smtp.EmailBackend".into(),
@@ -243,6 +278,7 @@ const OPTIONAL_STRINGS: &[&str] = &[
     "LOGOUT_REDIRECT_URL",
     "EMAIL_TIMEOUT",
     "ADMIN_API_TOKEN",
+    "SECURE_SSL_HOST",
 ];
 const SAMESITE: &[&str] = &["SESSION_COOKIE_SAMESITE", "CSRF_COOKIE_SAMESITE"];
 
@@ -333,6 +369,13 @@ impl Settings {
             )));
         }
         self.time_zone()?;
+        if !matches!(self.secure_proxy_ssl_header.len(), 0 | 2) {
+            return Err(err(
+                "SECURE_PROXY_SSL_HEADER must be a list of two items: the header (as in \
+                 request.META, e.g. HTTP_X_FORWARDED_PROTO) and the value meaning https",
+            ));
+        }
+        self.secure_redirect_exempt()?;
         self.hashers()?;
         self.session_engine()?;
         self.password_validators()?;
@@ -528,6 +571,20 @@ impl Settings {
 
     pub fn hashers(&self) -> Result<Hashers, ConfigError> {
         Hashers::from_setting(&self.password_hashers, self.django_version()?).map_err(err)
+    }
+
+    /// `SECURE_REDIRECT_EXEMPT`, compiled (Python `re.search` on the path without its `/`).
+    pub fn secure_redirect_exempt(&self) -> Result<Vec<regex::Regex>, ConfigError> {
+        self.secure_redirect_exempt
+            .iter()
+            .map(|p| {
+                regex::Regex::new(p).map_err(|e| {
+                    err(format!(
+                        "SECURE_REDIRECT_EXEMPT: {p:?} is not a valid pattern: {e}"
+                    ))
+                })
+            })
+            .collect()
     }
 
     pub fn session_engine(&self) -> Result<Engine, ConfigError> {

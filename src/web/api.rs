@@ -9,7 +9,7 @@ use crate::db::perms::Permissions;
 use crate::db::users::User;
 use crate::formats::http::{url_has_allowed_host_and_scheme, validated_host};
 use crate::formats::session as fsession;
-use actix_web::http::{header, StatusCode};
+use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -250,20 +250,7 @@ fn original_target(state: &AppState, req: &HttpRequest) -> Option<String> {
 }
 
 fn login_redirect(state: &AppState, next: Option<&str>) -> HttpResponse {
-    let login_url = &state.settings.login_url;
-    let location = match next {
-        Some(next) => {
-            let sep = if login_url.contains('?') { '&' } else { '?' };
-            format!(
-                "{login_url}{sep}next={}",
-                super::views::quote_safe_slash(next)
-            )
-        }
-        None => login_url.clone(),
-    };
-    HttpResponse::Found()
-        .insert_header((header::LOCATION, location))
-        .finish()
+    super::views::redirect(&super::views::login_url_with_next(state, next))
 }
 
 /// Forward-auth: 200 with identity headers for a valid session; 401 (or, with `redirect=1`,

@@ -204,21 +204,57 @@ impl Ctx {
         state: &web::Data<AppState>,
         req: &HttpRequest,
     ) -> Result<Ctx, HttpResponse> {
-        let raw_host = req
-            .headers()
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
+        let s = &state.settings;
+        let header_str = |name: &str| req.headers().get(name).and_then(|h| h.to_str().ok());
+        // `_get_raw_host`: X-Forwarded-Host only when USE_X_FORWARDED_HOST says to trust it.
+        let raw_host = s
+            .use_x_forwarded_host
+            .then(|| header_str("x-forwarded-host"))
+            .flatten()
+            .or_else(|| header_str("host"))
             .unwrap_or("");
         let Some(host) = crate::formats::http::validated_host(raw_host, &state.allowed_hosts)
         else {
             return Err(bad_request());
         };
+        let is_secure = match s.secure_proxy_ssl_header.as_slice() {
+            [meta, value] => {
+                let name = meta.strip_prefix("HTTP_").unwrap_or(meta).replace('_', "-");
+                // Django 4.1+: the first of comma-separated values counts.
+                req.headers().get(name.as_str()).is_some_and(|v| {
+                    csrf::wsgi_header_str(v.as_bytes())
+                        .split(',')
+                        .next()
+                        .map(str::trim)
+                        == Some(value.as_str())
+                })
+            }
+            _ => false,
+        };
+        // SecurityMiddleware.process_request.
+        if s.secure_ssl_redirect && !is_secure {
+            let path = req.uri().path();
+            let exempt = state
+                .redirect_exempt
+                .iter()
+                .any(|re| re.is_match(path.trim_start_matches('/')));
+            if !exempt {
+                let target_host = s.secure_ssl_host.as_deref().unwrap_or(host);
+                let mut resp = HttpResponse::MovedPermanently()
+                    .insert_header((
+                        header::LOCATION,
+                        format!("https://{target_host}{}", super::views::full_path(req)),
+                    ))
+                    .finish();
+                security_headers(s, is_secure, resp.headers_mut(), false);
+                return Err(resp);
+            }
+        }
         let cookie_header = req
             .headers()
             .get(header::COOKIE)
             .and_then(|h| h.to_str().ok())
             .unwrap_or("");
-        let s = &state.settings;
         let cookie = cookies::get(cookie_header, &s.session_cookie_name).map(str::to_owned);
         let mut session = Session {
             cookie: cookie.clone(),
@@ -335,7 +371,7 @@ impl Ctx {
         Ok(Ctx {
             host: host.to_owned(),
             client,
-            is_secure: false,
+            is_secure,
             session,
             csrf,
             user: None,
@@ -385,11 +421,12 @@ impl Ctx {
         let ctx = csrf::OriginContext {
             is_secure: self.is_secure,
             host: &self.host,
-            server_port: req
-                .connection_info()
-                .host()
-                .rsplit_once(':')
-                .and_then(|(_, p)| p.parse().ok())
+            server_port: s
+                .use_x_forwarded_port
+                .then(|| req.headers().get("x-forwarded-port"))
+                .flatten()
+                .and_then(|v| v.to_str().ok()?.trim().parse().ok())
+                .or_else(|| req.app_config().local_addr().port().into())
                 .unwrap_or(80),
             origin: origin.as_deref(),
             referer: referer.as_deref(),
@@ -691,19 +728,53 @@ impl Ctx {
         if vary {
             headers.append(header::VARY, HeaderValue::from_static("Cookie"));
         }
-        // What Django's default MIDDLEWARE (SecurityMiddleware, XFrameOptionsMiddleware) adds
-        // with default settings, unless the view set them.
+        security_headers(s, self.is_secure, headers, true);
+        resp
+    }
+}
+
+/// What Django's default MIDDLEWARE adds unless the view set them: SecurityMiddleware's
+/// headers and, when the request got as far as XFrameOptionsMiddleware, X-Frame-Options.
+fn security_headers(
+    s: &crate::config::Settings,
+    is_secure: bool,
+    headers: &mut actix_web::http::header::HeaderMap,
+    x_frame_options: bool,
+) {
+    {
+        let hsts = (is_secure && s.secure_hsts_seconds > 0).then(|| {
+            let mut v = format!("max-age={}", s.secure_hsts_seconds);
+            if s.secure_hsts_include_subdomains {
+                v.push_str("; includeSubDomains");
+            }
+            if s.secure_hsts_preload {
+                v.push_str("; preload");
+            }
+            v
+        });
+        let set = |v: &str| (!v.is_empty() && v != "None").then(|| v.to_owned());
         for (name, value) in [
-            ("x-content-type-options", "nosniff"),
-            ("referrer-policy", "same-origin"),
-            ("cross-origin-opener-policy", "same-origin"),
-            ("x-frame-options", "DENY"),
+            ("strict-transport-security", hsts),
+            (
+                "x-content-type-options",
+                s.secure_content_type_nosniff.then(|| "nosniff".to_owned()),
+            ),
+            ("referrer-policy", set(&s.secure_referrer_policy)),
+            (
+                "cross-origin-opener-policy",
+                set(&s.secure_cross_origin_opener_policy),
+            ),
+            (
+                "x-frame-options",
+                set(&s.x_frame_options.to_uppercase()).filter(|_| x_frame_options),
+            ),
         ] {
             let name = header::HeaderName::from_static(name);
-            if !headers.contains_key(&name) {
-                headers.insert(name, HeaderValue::from_static(value));
+            if let Some(value) = value.and_then(|v| HeaderValue::from_str(&v).ok()) {
+                if !headers.contains_key(&name) {
+                    headers.insert(name, value);
+                }
             }
         }
-        resp
     }
 }

@@ -176,16 +176,10 @@ fn login_required(req: &HttpRequest, state: &AppState) -> AuthError {
     if !Guard::of(req).redirect_to_login {
         return AuthError::LoginRequired { location: None };
     }
-    let full_path = match req.uri().query() {
-        Some(q) => format!("{}?{q}", req.uri().path()),
-        None => req.uri().path().to_owned(),
-    };
-    let login_url = &state.settings.login_url;
-    let sep = if login_url.contains('?') { '&' } else { '?' };
     AuthError::LoginRequired {
-        location: Some(format!(
-            "{login_url}{sep}next={}",
-            super::views::quote_safe_slash(&full_path)
+        location: Some(super::views::login_url_with_next(
+            state,
+            Some(&super::views::full_path(req)),
         )),
     }
 }

@@ -60,6 +60,8 @@ pub struct AppState {
     pub allowed_hosts: Vec<String>,
     pub templates: templates::Templates,
     pub validators: Vec<crate::formats::validators::Validator>,
+    /// `SECURE_REDIRECT_EXEMPT`, compiled.
+    pub redirect_exempt: Vec<regex::Regex>,
     pub tokens: crate::formats::tokens::PasswordResetTokenGenerator,
     pub mailer: mail::Mailer,
     /// The URL prefix of the auth pages (`/accounts/`).
@@ -84,6 +86,7 @@ impl AppState {
             ),
             templates: templates::Templates::new(&settings.template_dirs)?,
             validators: settings.password_validators()?,
+            redirect_exempt: settings.secure_redirect_exempt()?,
             tokens: settings.token_generator()?,
             mailer: mail::Mailer::from_settings(&settings)?,
             prefix: "/accounts/".into(),

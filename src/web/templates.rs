@@ -142,19 +142,15 @@ impl Templates {
             |name: String,
              args: minijinja::value::Rest<Value>|
              -> Result<Value, minijinja::Error> {
-                let path = match name.as_str() {
-                    "login" => "/accounts/login/".to_owned(),
-                    "logout" => "/accounts/logout/".to_owned(),
-                    "password_change" => "/accounts/password_change/".to_owned(),
-                    "password_change_done" => "/accounts/password_change/done/".to_owned(),
-                    "password_reset" => "/accounts/password_reset/".to_owned(),
-                    "password_reset_done" => "/accounts/password_reset/done/".to_owned(),
-                    "password_reset_complete" => "/accounts/reset/done/".to_owned(),
-                    "password_reset_confirm" if args.len() == 2 => {
+                let path = match (name.as_str(), args.len()) {
+                    ("password_reset_confirm", 2) => {
                         format!("/accounts/reset/{}/{}/", args[0], args[1])
                     }
+                    (name, 0) if super::views::reverse("/accounts/", name).is_some() => {
+                        super::views::reverse("/accounts/", name).unwrap_or_default()
+                    }
                     // Django raises NoReverseMatch for a name it does not know.
-                    other => {
+                    (other, _) => {
                         return Err(minijinja::Error::new(
                             minijinja::ErrorKind::InvalidOperation,
                             format!("Reverse for '{other}' not found."),

@@ -186,6 +186,21 @@ pub(crate) fn form_param<'a>(form: &'a [(String, String)], name: &str) -> Option
         .map(|(_, v)| v.as_str())
 }
 
+/// `LoginView.get_success_url`: a safe `next`, else `LOGIN_REDIRECT_URL`.
+fn login_success_url(
+    state: &AppState,
+    ctx: &Ctx,
+    req: &HttpRequest,
+    form: &[(String, String)],
+) -> String {
+    let next = safe_next(state, ctx, req, form);
+    if next.is_empty() {
+        resolve_url(state, &state.settings.login_redirect_url)
+    } else {
+        next
+    }
+}
+
 /// `RedirectURLMixin.get_redirect_url`: POST's `next`, else GET's, if safe; else "".
 fn safe_next(state: &AppState, ctx: &Ctx, req: &HttpRequest, form: &[(String, String)]) -> String {
     let next = form_param(form, "next")
@@ -244,6 +259,23 @@ pub async fn login(req: HttpRequest, body: web::Bytes, state: web::Data<AppState
             .await;
     }
     let form = if is_post { parse_form(&body) } else { vec![] };
+    if state.settings.login_redirect_authenticated_user {
+        match ctx.user(&state).await {
+            Ok(Some(_)) => {
+                let to = login_success_url(&state, &ctx, &req, &form);
+                if to == req.uri().path() {
+                    // Django raises ValueError here: a settings mistake, not the user's.
+                    eprintln!("djauth: redirection loop for authenticated user detected");
+                    return HttpResponse::InternalServerError()
+                        .content_type("text/plain; charset=utf-8")
+                        .body("Redirection loop for authenticated user detected. Check that your LOGIN_REDIRECT_URL doesn't point to a login page.\n");
+                }
+                return ctx.finish(&state, redirect(&to)).await;
+            }
+            Ok(None) => {}
+            Err(resp) => return resp,
+        }
+    }
     let mut username_errors = vec![];
     let mut password_errors = vec![];
     let mut non_field = vec![];
@@ -302,13 +334,7 @@ pub async fn login(req: HttpRequest, body: web::Bytes, state: web::Data<AppState
                         _ => return service_unavailable("could not update last_login"),
                     }
                     let _ = user;
-                    let next = safe_next(&state, &ctx, &req, &form);
-                    let to = if next.is_empty() {
-                        state.settings.login_redirect_url.clone()
-                    } else {
-                        next
-                    };
-                    let mut resp = redirect(&to);
+                    let mut resp = redirect(&login_success_url(&state, &ctx, &req, &form));
                     never_cache(&mut resp);
                     return ctx.finish(&state, resp).await;
                 }
@@ -397,7 +423,11 @@ pub async fn logout(
     let target = if !next.is_empty() {
         Some(next)
     } else {
-        state.settings.logout_redirect_url.clone()
+        state
+            .settings
+            .logout_redirect_url
+            .as_deref()
+            .map(|u| resolve_url(&state, u))
     };
     let mut resp = match target {
         Some(to) if to != req.uri().to_string() => redirect(&to),
@@ -428,18 +458,52 @@ pub(crate) fn quote_safe_slash(s: &str) -> String {
     out
 }
 
-/// `redirect_to_login`: `LOGIN_URL?next=<full path>`.
-pub(crate) fn redirect_to_login(state: &AppState, req: &HttpRequest) -> HttpResponse {
-    let full_path = match req.uri().query() {
+/// `reverse(name)` for the URL names of `django.contrib.auth.urls` that take no arguments.
+pub fn reverse(prefix: &str, name: &str) -> Option<String> {
+    let tail = match name {
+        "login" => "login/",
+        "logout" => "logout/",
+        "password_change" => "password_change/",
+        "password_change_done" => "password_change/done/",
+        "password_reset" => "password_reset/",
+        "password_reset_done" => "password_reset/done/",
+        "password_reset_complete" => "reset/done/",
+        "sessions" => "sessions/",
+        _ => return None,
+    };
+    Some(format!("{prefix}{tail}"))
+}
+
+/// `resolve_url(to)` for settings such as `LOGIN_URL` and `LOGIN_REDIRECT_URL`: a URL name of
+/// the auth pages becomes its path; anything else is a URL already. (Django would also
+/// reverse the project's own URL names, which djauth cannot know: use paths for those.)
+pub(crate) fn resolve_url(state: &AppState, to: &str) -> String {
+    reverse(&state.prefix, to).unwrap_or_else(|| to.to_owned())
+}
+
+/// `redirect_to_login(next)`'s target: `LOGIN_URL?next=<next>` (or `LOGIN_URL` alone).
+pub(crate) fn login_url_with_next(state: &AppState, next: Option<&str>) -> String {
+    let login_url = resolve_url(state, &state.settings.login_url);
+    match next {
+        Some(next) => {
+            let sep = if login_url.contains('?') { '&' } else { '?' };
+            format!("{login_url}{sep}next={}", quote_safe_slash(next))
+        }
+        None => login_url,
+    }
+}
+
+/// The request's `get_full_path()`.
+pub(crate) fn full_path(req: &HttpRequest) -> String {
+    match req.uri().query() {
         Some(q) => format!("{}?{q}", req.uri().path()),
         None => req.uri().path().to_owned(),
-    };
-    let login_url = &state.settings.login_url;
-    let sep = if login_url.contains('?') { '&' } else { '?' };
-    redirect(&format!(
-        "{login_url}{sep}next={}",
-        quote_safe_slash(&full_path)
-    ))
+    }
+}
+
+/// `redirect_to_login`: `LOGIN_URL?next=<full path>`.
+pub(crate) fn redirect_to_login(state: &AppState, req: &HttpRequest) -> HttpResponse {
+    redirect(&login_url_with_next(state, Some(&full_path(req))))
 }
 
 /// The attributes `UserAttributeSimilarityValidator` reads from the user.

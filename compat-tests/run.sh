@@ -7,8 +7,9 @@
 # For each Django version: make (or reuse) a venv under target/compat-venvs/django-<ver>
 # (Python 3.11 for 4.2/5.2, Python >= 3.12 for 6.1), pip install requirements-<ver>.txt and
 # django-app/ (the djauth-django package test_django_app.py tests; reinstalled when its files
-# change), then run pytest with DJAUTH_DJANGO_VERSION=<ver>.  The djauth binary is built with
-# `cargo build --bin djauth` unless DJAUTH_BIN names one.  Extra pytest options can be
+# change), then run pytest with DJAUTH_DJANGO_VERSION=<ver>.  The djauth binary and the
+# example app (<dir of DJAUTH_BIN>/examples/shared_login) are built with `cargo build --bin
+# djauth --example shared_login` unless DJAUTH_BIN names one.  Extra pytest options can be
 # passed through PYTEST_ADDOPTS.  Exit status is non-zero if any version fails.
 set -uo pipefail
 
@@ -107,8 +108,10 @@ install_app() { # install_app VENV: (re)install django-app, without dependencies
 
 # --- the binary ------------------------------------------------------------------------
 if [ -z "${DJAUTH_BIN:-}" ]; then
-    log "cargo build --bin djauth --features ${DJAUTH_CARGO_FEATURES:-mysql}"
-    (cd "$REPO" && cargo build --bin djauth --features "${DJAUTH_CARGO_FEATURES:-mysql}") || die "cargo build failed"
+    log "cargo build --bin djauth --example shared_login --features ${DJAUTH_CARGO_FEATURES:-mysql}"
+    # the example app (djauth's extractors) is what test_shared_login.py runs beside the binary
+    (cd "$REPO" && cargo build --bin djauth --example shared_login --features "${DJAUTH_CARGO_FEATURES:-mysql}") ||
+        die "cargo build failed"
     # honours CARGO_TARGET_DIR / build.target-dir
     target_dir="$(cd "$REPO" && cargo metadata --format-version 1 --no-deps 2>/dev/null |
         python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')" || target_dir="$REPO/target"

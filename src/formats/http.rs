@@ -81,8 +81,67 @@ pub fn validated_host<'a>(host: &'a str, allowed_hosts: &[String]) -> Option<&'a
     (!domain.is_empty() && validate_host(&domain, allowed_hosts)).then_some(host)
 }
 
+/// Python's `quote(bytes, safe)`: alphanumerics, `_.-~` and `safe` stay, the rest `%XX`.
+fn quote_bytes(bytes: &[u8], safe: &[u8], out: &mut String) {
+    for &b in bytes {
+        if b.is_ascii_alphanumeric() || b"_.-~".contains(&b) || safe.contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+}
+
+fn percent_decode(s: &str) -> Vec<u8> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            let hex = std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("");
+            if let Ok(v) = u8::from_str_radix(hex, 16) {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    out
+}
+
+/// `request.get_full_path()` from the raw request target: the decoded path re-quoted by
+/// `escape_uri_path`, then `?` and the query string through `iri_to_uri` (which keeps `%`).
+pub fn get_full_path(raw_path: &str, raw_query: Option<&str>) -> String {
+    let mut out = String::with_capacity(raw_path.len() + raw_query.map_or(0, str::len) + 8);
+    quote_bytes(&percent_decode(raw_path), b"/:@&+$,!*'()", &mut out);
+    if let Some(q) = raw_query.filter(|q| !q.is_empty()) {
+        out.push('?');
+        // WSGI hands Django the query as Latin-1 text; quote() re-encodes it as UTF-8.
+        let text: String = q.bytes().map(char::from).collect();
+        quote_bytes(text.as_bytes(), b"/#%[]=:;$&()+,!?*@'", &mut out);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn full_path_like_django() {
+        assert_eq!(
+            super::get_full_path("/profile", Some("x=|&y=^")),
+            "/profile?x=%7C&y=%5E"
+        );
+        assert_eq!(super::get_full_path("/a%20b/|", None), "/a%20b/%7C");
+        assert_eq!(
+            super::get_full_path("/p", Some("a=1&b=x%20y+z")),
+            "/p?a=1&b=x%20y+z"
+        );
+        assert_eq!(super::get_full_path("/%E2%82%AC", Some("")), "/%E2%82%AC");
+        assert_eq!(super::get_full_path("/%zz", None), "/%25zz");
+    }
+
     use super::*;
 
     // shared/spec/views.md §2, from Django 5.2.19 with allowed {"example.com"}.

@@ -62,7 +62,10 @@ pub struct ApiError {
         has_perm,
         verify,
         super::sessions::me_sessions,
-        super::sessions::admin_sessions
+        super::sessions::me_end_others,
+        super::sessions::admin_sessions,
+        super::sessions::admin_revoke_all,
+        super::sessions::admin_revoke_one
     ),
     components(schemas(
         Me,
@@ -76,7 +79,10 @@ pub struct ApiError {
 pub struct ApiDoc;
 
 /// `GET /api/v1/openapi.json`.
-pub async fn openapi() -> HttpResponse {
+pub async fn openapi(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    if let Err(resp) = super::ctx::request_host(&state, &req) {
+        return resp;
+    }
     HttpResponse::Ok().json(ApiDoc::openapi())
 }
 
@@ -290,8 +296,10 @@ pub async fn verify(req: HttpRequest, state: web::Data<AppState>) -> HttpRespons
         Ok(x) => x,
         Err(resp) => return resp,
     };
-    let refused = (query_flag(&req, "staff") && !user.is_staff)
-        || (query_flag(&req, "superuser") && !user.is_superuser)
+    // As Django's staff checks (`is_active and is_staff`): an inactive user can only be here
+    // through AllowAllUsersModelBackend.
+    let refused = (query_flag(&req, "staff") && !(user.is_active && user.is_staff))
+        || (query_flag(&req, "superuser") && !(user.is_active && user.is_superuser))
         || perms.is_some_and(|p| !p.has_perms(&perms_needed))
         || groups_needed.iter().any(|g| !groups.contains(g));
     let resp = if refused {

@@ -198,6 +198,26 @@ async fn resolve_signed(
     .map_err(|e| service_unavailable(&e))
 }
 
+/// `request.get_host()`: the Host (X-Forwarded-Host only when USE_X_FORWARDED_HOST trusts
+/// it), or the 400 Django answers for one not in ALLOWED_HOSTS (JSON under `/api/`).
+pub fn request_host<'r>(state: &AppState, req: &'r HttpRequest) -> Result<&'r str, HttpResponse> {
+    let header_str = |name: &str| req.headers().get(name).and_then(|h| h.to_str().ok());
+    let raw_host = state
+        .settings
+        .use_x_forwarded_host
+        .then(|| header_str("x-forwarded-host"))
+        .flatten()
+        .or_else(|| header_str("host"))
+        .unwrap_or("");
+    crate::formats::http::validated_host(raw_host, &state.allowed_hosts).ok_or_else(|| {
+        if req.path().starts_with("/api/") {
+            HttpResponse::BadRequest().json(serde_json::json!({"error": "invalid Host header"}))
+        } else {
+            bad_request()
+        }
+    })
+}
+
 impl Ctx {
     /// Validates the host and loads the session and CSRF secret. `Err` is the response.
     pub async fn begin(
@@ -205,18 +225,7 @@ impl Ctx {
         req: &HttpRequest,
     ) -> Result<Ctx, HttpResponse> {
         let s = &state.settings;
-        let header_str = |name: &str| req.headers().get(name).and_then(|h| h.to_str().ok());
-        // `_get_raw_host`: X-Forwarded-Host only when USE_X_FORWARDED_HOST says to trust it.
-        let raw_host = s
-            .use_x_forwarded_host
-            .then(|| header_str("x-forwarded-host"))
-            .flatten()
-            .or_else(|| header_str("host"))
-            .unwrap_or("");
-        let Some(host) = crate::formats::http::validated_host(raw_host, &state.allowed_hosts)
-        else {
-            return Err(bad_request());
-        };
+        let host = request_host(state, req)?;
         let is_secure = match s.secure_proxy_ssl_header.as_slice() {
             [meta, value] => {
                 let name = meta.strip_prefix("HTTP_").unwrap_or(meta).replace('_', "-");

@@ -109,6 +109,8 @@ pub enum AuthError {
     },
     /// Logged in, but the permission or test failed.
     Forbidden,
+    /// The Host is not in ALLOWED_HOSTS (Django's DisallowedHost: 400).
+    BadHost,
     /// The database cannot be used (503), or the app lacks `web::Data<AppState>` (500).
     Unavailable(String),
     Misconfigured(&'static str),
@@ -119,6 +121,7 @@ impl std::fmt::Display for AuthError {
         match self {
             AuthError::LoginRequired { .. } => f.write_str("not logged in"),
             AuthError::Forbidden => f.write_str("permission denied"),
+            AuthError::BadHost => f.write_str("invalid Host header"),
             AuthError::Unavailable(_) => f.write_str("the database cannot be reached"),
             AuthError::Misconfigured(what) => f.write_str(what),
         }
@@ -131,6 +134,7 @@ impl ResponseError for AuthError {
             AuthError::LoginRequired { location: Some(_) } => StatusCode::FOUND,
             AuthError::LoginRequired { location: None } => StatusCode::UNAUTHORIZED,
             AuthError::Forbidden => StatusCode::FORBIDDEN,
+            AuthError::BadHost => StatusCode::BAD_REQUEST,
             AuthError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             AuthError::Misconfigured(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -195,9 +199,13 @@ fn state_of(req: &HttpRequest) -> Result<web::Data<AppState>, AuthError> {
 /// The request's user, if its session cookie names a valid one.
 async fn current_user(req: &HttpRequest) -> Result<Option<User>, AuthError> {
     let state = state_of(req)?;
-    let mut ctx = Ctx::begin(&state, req)
-        .await
-        .map_err(|r| AuthError::Unavailable(format!("request refused: {}", r.status())))?;
+    let mut ctx = Ctx::begin(&state, req).await.map_err(|r| {
+        if r.status() == StatusCode::BAD_REQUEST {
+            AuthError::BadHost
+        } else {
+            AuthError::Unavailable(format!("session lookup failed: {}", r.status()))
+        }
+    })?;
     ctx.user(&state)
         .await
         .map_err(|r| AuthError::Unavailable(format!("user lookup failed: {}", r.status())))

@@ -101,6 +101,16 @@ impl AppState {
     }
 }
 
+/// A route for GET and HEAD (Django answers HEAD with the GET view).
+fn get_or_head() -> actix_web::Route {
+    web::route().guard(actix_web::guard::Any(actix_web::guard::Get()).or(actix_web::guard::Head()))
+}
+
+/// An API resource whose other methods get a JSON 405 naming the allowed ones.
+fn api_resource(path: &str, allow: &'static str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(move || sessions::api_method_not_allowed(allow)))
+}
+
 /// The routes of `django.contrib.auth.urls` under the state's prefix.
 pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
     let p = state.prefix.clone();
@@ -112,41 +122,28 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
             &format!("{p}sessions/"),
             web::route().to(sessions::sessions_page),
         )
+        .service(api_resource("/api/v1/me", "GET, HEAD").route(get_or_head().to(api::me)))
         .service(
-            web::resource("/api/v1/me")
-                .get(api::me)
-                .default_service(web::to(sessions::api_method_not_allowed)),
+            api_resource("/api/v1/me/has-perm", "GET, HEAD").route(get_or_head().to(api::has_perm)),
         )
         .service(
-            web::resource("/api/v1/me/has-perm")
-                .get(api::has_perm)
-                .default_service(web::to(sessions::api_method_not_allowed)),
+            api_resource("/api/v1/me/sessions", "GET, HEAD")
+                .route(get_or_head().to(sessions::me_sessions)),
         )
         .service(
-            web::resource("/api/v1/me/sessions")
-                .get(sessions::me_sessions)
-                .default_service(web::to(sessions::api_method_not_allowed)),
+            api_resource("/api/v1/me/sessions/end-others", "POST").post(sessions::me_end_others),
         )
         .service(
-            web::resource("/api/v1/me/sessions/end-others")
-                .post(sessions::me_end_others)
-                .default_service(web::to(sessions::api_method_not_allowed)),
+            api_resource("/api/v1/admin/users/{pk}/sessions", "GET, HEAD, DELETE")
+                .route(get_or_head().to(sessions::admin_sessions))
+                .delete(sessions::admin_revoke_all),
         )
         .service(
-            web::resource("/api/v1/admin/users/{pk}/sessions")
-                .get(sessions::admin_sessions)
-                .delete(sessions::admin_revoke_all)
-                .default_service(web::to(sessions::api_method_not_allowed)),
+            api_resource("/api/v1/admin/users/{pk}/sessions/{id}", "DELETE")
+                .delete(sessions::admin_revoke_one),
         )
         .service(
-            web::resource("/api/v1/admin/users/{pk}/sessions/{id}")
-                .delete(sessions::admin_revoke_one)
-                .default_service(web::to(sessions::api_method_not_allowed)),
-        )
-        .service(
-            web::resource("/api/v1/openapi.json")
-                .get(api::openapi)
-                .default_service(web::to(sessions::api_method_not_allowed)),
+            api_resource("/api/v1/openapi.json", "GET, HEAD").route(get_or_head().to(api::openapi)),
         )
         .route("/auth/verify", web::route().to(api::verify))
         .route(

@@ -230,7 +230,10 @@ async fn end_one(
 }
 
 /// Any other `/api/` path.
-pub async fn api_not_found() -> HttpResponse {
+pub async fn api_not_found(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    if let Err(resp) = super::ctx::request_host(&state, &req) {
+        return resp;
+    }
     json_error(StatusCode::NOT_FOUND, "not found")
 }
 
@@ -458,6 +461,9 @@ pub async fn admin_revoke_one(req: HttpRequest, state: web::Data<AppState>) -> H
 }
 
 /// A method the API path does not take.
-pub async fn api_method_not_allowed() -> HttpResponse {
-    json_error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
+pub async fn api_method_not_allowed(allow: &'static str) -> HttpResponse {
+    let mut resp = json_error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
+    resp.headers_mut()
+        .insert(header::ALLOW, header::HeaderValue::from_static(allow));
+    resp
 }

@@ -495,10 +495,7 @@ pub(crate) fn login_url_with_next(state: &AppState, next: Option<&str>) -> Strin
 
 /// The request's `get_full_path()`.
 pub(crate) fn full_path(req: &HttpRequest) -> String {
-    match req.uri().query() {
-        Some(q) => format!("{}?{q}", req.uri().path()),
-        None => req.uri().path().to_owned(),
-    }
+    crate::formats::http::get_full_path(req.uri().path(), req.uri().query())
 }
 
 /// `redirect_to_login`: `LOGIN_URL?next=<full path>`.

@@ -1,0 +1,1 @@
+DROP TABLE djauth_login_failures;

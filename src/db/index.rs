@@ -52,7 +52,6 @@ pub struct SessionIndex {
     list: String,
     queue_max: String,
     queue_batch: String,
-    queue_done: String,
     upsert_user_prefix: String,
     upsert_user_suffix: String,
     not_before: String,
@@ -208,11 +207,6 @@ impl SessionIndex {
                 p(1),
                 p(2)
             ),
-            queue_done: format!(
-                "DELETE FROM djauth_session_queue WHERE seq > {} AND seq <= {}",
-                p(1),
-                p(2)
-            ),
             upsert_user_prefix:
                 "INSERT INTO djauth_session_index (session_key, user_id, created, last_seen) VALUES "
                     .into(),
@@ -328,10 +322,12 @@ impl SessionIndex {
                 for chunk in anonymous.chunks(CHUNK) {
                     delete_keys(conn, self.backend, "djauth_session_index", chunk)?;
                 }
-                diesel::sql_query(&self.queue_done)
-                    .bind::<BigInt, _>(after)
-                    .bind::<BigInt, _>(last)
-                    .execute(conn)?;
+                // Exactly the entries read: a lower number can commit after a higher one (numbers
+                // are handed out at insert, not at commit), and must survive for the next run.
+                let seqs: Vec<i64> = rows.iter().map(|r| r.seq).collect();
+                for chunk in seqs.chunks(CHUNK) {
+                    self.queue_done(conn, chunk)?;
+                }
                 Ok(())
             })?;
             done.queued += rows.len();
@@ -339,6 +335,21 @@ impl SessionIndex {
             after = last;
         }
         Ok(done)
+    }
+
+    fn queue_done(&self, conn: &mut DbConnection, seqs: &[i64]) -> Result<(), DbError> {
+        let d = Dialect(self.backend);
+        let params: Vec<String> = (1..=seqs.len()).map(|n| d.param(n)).collect();
+        let sql = format!(
+            "DELETE FROM djauth_session_queue WHERE seq IN ({})",
+            params.join(", ")
+        );
+        let mut q = diesel::sql_query(sql).into_boxed::<<DbConnection as Connection>::Backend>();
+        for s in seqs {
+            q = q.bind::<BigInt, _>(*s);
+        }
+        q.execute(conn)?;
+        Ok(())
     }
 
     fn upsert_users(

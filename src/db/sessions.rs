@@ -32,6 +32,8 @@ struct IndexedDataRow {
     session_data: String,
     #[diesel(sql_type = Nullable<Text>)]
     last_seen: Option<String>,
+    #[diesel(sql_type = Text)]
+    device_known: String,
 }
 
 /// An unexpired row, and when the session index last saw it (`None`: not indexed).
@@ -39,6 +41,8 @@ struct IndexedDataRow {
 pub struct LoadedRow {
     pub session_data: String,
     pub last_seen: Option<NaiveDateTime>,
+    /// The index entry has an IP or user agent (a catch-up entry has neither).
+    pub device_known: bool,
 }
 
 /// Why a save did not happen.
@@ -71,7 +75,9 @@ impl SessionTable {
             // The index entry comes along in the same round trip: an authenticated request
             // on an unindexed session indexes it, and "last seen" is refreshed when stale.
             load_indexed: format!(
-                "SELECT s.{data} AS session_data, {} AS last_seen FROM {t} s \
+                "SELECT s.{data} AS session_data, {} AS last_seen, \
+                 CASE WHEN i.ip IS NULL AND i.user_agent IS NULL THEN 'n' ELSE 'y' END AS device_known \
+                 FROM {t} s \
                  LEFT JOIN djauth_session_index i ON i.session_key = s.{key} \
                  WHERE s.{key} = {} AND s.{expire} > {}",
                 d.datetime_as_text("i.last_seen"),
@@ -122,6 +128,7 @@ impl SessionTable {
             .load(conn)?;
         Ok(rows.into_iter().next().map(|r| LoadedRow {
             last_seen: r.last_seen.as_deref().and_then(super::text_to_datetime),
+            device_known: r.device_known == "y",
             session_data: r.session_data,
         }))
     }

@@ -100,12 +100,14 @@ fn note_session_seen(
     conn: &mut crate::db::DbConnection,
     key: &str,
     user_id: &str,
-    last_seen: Option<chrono::NaiveDateTime>,
+    seen: Option<(chrono::NaiveDateTime, bool)>,
     client: &Client,
 ) {
     let now = now_utc();
-    let result = match last_seen {
-        None => st.index.record(
+    let knows_device = client.ip.is_some() || client.user_agent.is_some();
+    let result = match seen {
+        // Not indexed yet, or indexed by a catch-up that could not know the device.
+        None | Some((_, false)) if knows_device => st.index.record(
             conn,
             key,
             user_id,
@@ -113,7 +115,8 @@ fn note_session_seen(
             client.ip.as_deref(),
             client.user_agent.as_deref(),
         ),
-        Some(seen) if (now - seen).num_seconds() >= st.settings.session_last_seen_interval => {
+        None => st.index.record(conn, key, user_id, now, None, None),
+        Some((seen, _)) if (now - seen).num_seconds() >= st.settings.session_last_seen_interval => {
             st.index.touch(conn, key, now)
         }
         Some(_) => Ok(()),
@@ -200,6 +203,8 @@ async fn resolve_signed(
 
 /// `request.get_host()`: the Host (X-Forwarded-Host only when USE_X_FORWARDED_HOST trusts
 /// it), or the 400 Django answers for one not in ALLOWED_HOSTS (JSON under `/api/`).
+// The error is the response itself, returned straight to actix.
+#[allow(clippy::result_large_err)]
 pub fn request_host<'r>(state: &AppState, req: &'r HttpRequest) -> Result<&'r str, HttpResponse> {
     let header_str = |name: &str| req.headers().get(name).and_then(|h| h.to_str().ok());
     let raw_host = state
@@ -308,7 +313,7 @@ impl Ctx {
                                     &mut conn,
                                     &key,
                                     &u.pk,
-                                    row.last_seen,
+                                    row.last_seen.map(|t| (t, row.device_known)),
                                     &client,
                                 );
                             }

@@ -260,12 +260,28 @@ pub async fn me_sessions(req: HttpRequest, state: web::Data<AppState>) -> HttpRe
         Err(resp) => return ctx.finish(&state, resp).await,
     };
     let current = ctx.session.key().map(str::to_owned);
-    let resp = match list_sessions(&state, &user.pk, current.as_deref()).await {
-        Ok(l) => HttpResponse::Ok().json(SessionList {
-            sessions: l.into_iter().map(|l| l.info).collect(),
-        }),
-        Err(resp) => return resp,
-    };
+    let mut sessions: Vec<SessionInfo> =
+        match list_sessions(&state, &user.pk, current.as_deref()).await {
+            Ok(l) => l.into_iter().map(|l| l.info).collect(),
+            Err(resp) => return resp,
+        };
+    if state.engine == Engine::SignedCookies {
+        // The cookie is the session: only this one can be known.
+        let now = chrono::Utc::now().to_rfc3339();
+        sessions.push(SessionInfo {
+            id: current
+                .as_deref()
+                .map(public_session_id)
+                .unwrap_or_default(),
+            device: device_name(ctx.client.user_agent.as_deref()),
+            ip: ctx.client.ip.clone(),
+            user_agent: ctx.client.user_agent.clone(),
+            created: now.clone(),
+            last_seen: now,
+            current: true,
+        });
+    }
+    let resp = HttpResponse::Ok().json(SessionList { sessions });
     ctx.finish(&state, resp).await
 }
 

@@ -161,6 +161,12 @@ pub struct Settings {
     /// djauth's own: a bearer token for the admin session API (`Authorization: Bearer …`);
     /// unset, only staff with `auth.change_user` (session cookie + CSRF) may use it.
     pub admin_api_token: Option<String>,
+    /// djauth's own login throttle: attempts allowed per username and per client address
+    /// within LOGIN_FAILURE_WINDOW seconds (0: off, as in Django); a locked key opens again
+    /// LOGIN_COOLOFF seconds after its last attempt.
+    pub login_failure_limit: i64,
+    pub login_failure_window: i64,
+    pub login_cooloff: i64,
 }
 
 impl Default for Settings {
@@ -239,6 +245,9 @@ impl Default for Settings {
             session_index_catch_up_interval: 10,
             session_last_seen_interval: 60,
             admin_api_token: None,
+            login_failure_limit: 0,
+            login_failure_window: 900,
+            login_cooloff: 900,
         }
     }
 }
@@ -376,6 +385,7 @@ impl Settings {
             ));
         }
         self.secure_redirect_exempt()?;
+        self.lockout_policy()?;
         self.hashers()?;
         self.session_engine()?;
         self.password_validators()?;
@@ -585,6 +595,23 @@ impl Settings {
                 })
             })
             .collect()
+    }
+
+    pub fn lockout_policy(&self) -> Result<crate::db::lockout::Policy, ConfigError> {
+        for (name, v) in [
+            ("LOGIN_FAILURE_LIMIT", self.login_failure_limit),
+            ("LOGIN_FAILURE_WINDOW", self.login_failure_window),
+            ("LOGIN_COOLOFF", self.login_cooloff),
+        ] {
+            if v < 0 {
+                return Err(err(format!("{name}: {v} must not be negative")));
+            }
+        }
+        Ok(crate::db::lockout::Policy {
+            limit: self.login_failure_limit,
+            window: self.login_failure_window,
+            cooloff: self.login_cooloff,
+        })
     }
 
     pub fn session_engine(&self) -> Result<Engine, ConfigError> {

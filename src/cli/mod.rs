@@ -71,6 +71,8 @@ pub enum Command {
     Changepassword(manage::ChangepasswordArgs),
     /// End every session of one user, on djauth and Django alike; prints how many ended.
     LogoutUser(sessions::UserRef),
+    /// Clear the failed-login count of a username (or --ip ADDRESS).
+    Unlock(sessions::UnlockArgs),
     /// The user-to-session index: catch up, rebuild, list.
     #[command(subcommand)]
     Sessions(sessions::SessionsCommand),
@@ -131,6 +133,7 @@ pub fn run(command: Command, settings: &Settings) -> CmdResult {
         Command::Changepassword(a) => manage::changepassword(a, settings),
         Command::LogoutUser(u) => sessions::logout_user(u, settings),
         Command::Sessions(c) => sessions::run(c, settings),
+        Command::Unlock(a) => sessions::unlock(a, settings),
     }
 }
 

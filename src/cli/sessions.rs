@@ -77,6 +77,35 @@ pub fn logout_user(which: UserRef, settings: &Settings) -> CmdResult {
     Ok(())
 }
 
+/// `djauth unlock`: clears the login-failure count of a username or a client address.
+#[derive(Args, Debug)]
+pub struct UnlockArgs {
+    /// The username as typed into the login form.
+    pub username: Option<String>,
+    /// A client address instead.
+    #[arg(long, conflicts_with = "username")]
+    pub ip: Option<String>,
+}
+
+pub fn unlock(args: UnlockArgs, settings: &Settings) -> CmdResult {
+    use crate::db::lockout::{Kind, Lockout};
+    let (kind, key) = match (args.username, args.ip) {
+        (Some(u), None) => (Kind::Username, u),
+        (None, Some(ip)) => (Kind::Address, ip),
+        _ => return Err(Failure::Config("name a USERNAME or --ip ADDRESS".into())),
+    };
+    let (mut conn, backend) = connect(settings)?;
+    let n = Lockout::new(backend, settings.lockout_policy()?)
+        .clear(&mut conn, kind, &key)
+        .map_err(refused)?;
+    if n == 0 {
+        println!("{key} had no failed login attempts recorded.");
+    } else {
+        println!("Unlocked {key}.");
+    }
+    Ok(())
+}
+
 pub fn run(cmd: SessionsCommand, settings: &Settings) -> CmdResult {
     let (mut conn, backend) = connect(settings)?;
     let index = SessionIndex::new(backend);

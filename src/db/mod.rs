@@ -8,6 +8,7 @@
 
 pub mod django;
 pub mod index;
+pub mod lockout;
 pub mod perms;
 pub mod sessions;
 pub mod users;

@@ -346,3 +346,83 @@ mod session_index {
         );
     }
 }
+
+mod lockout {
+    use super::*;
+    use crate::db::lockout::{Kind, Lockout, Policy};
+
+    const POLICY: Policy = Policy {
+        limit: 3,
+        window: 60,
+        cooloff: 100,
+    };
+
+    #[test]
+    fn counts_reset_after_the_window_and_locks_until_the_cooloff() {
+        let (mut conn, _path) = fresh();
+        let l = Lockout::new(Backend::Sqlite, POLICY);
+        let counts: Vec<i64> = (0..5)
+            .map(|_| l.attempt(&mut conn, Kind::Username, "alice", 1000).unwrap())
+            .collect();
+        assert_eq!(counts, [1, 2, 3, 4, 5]);
+        // Locked: attempts keep counting and push the cool-off forward.
+        assert_eq!(
+            l.attempt(&mut conn, Kind::Username, "alice", 1090).unwrap(),
+            6
+        );
+        assert_eq!(
+            l.attempt(&mut conn, Kind::Username, "alice", 1189).unwrap(),
+            7
+        );
+        // A cool-off without attempts opens it again.
+        assert_eq!(
+            l.attempt(&mut conn, Kind::Username, "alice", 1289).unwrap(),
+            1
+        );
+        // Under the limit, the window restarts the count.
+        assert_eq!(
+            l.attempt(&mut conn, Kind::Username, "alice", 1300).unwrap(),
+            2
+        );
+        assert_eq!(
+            l.attempt(&mut conn, Kind::Username, "alice", 1349).unwrap(),
+            1
+        );
+        // Keys and kinds are counted apart; clear resets one.
+        assert_eq!(
+            l.attempt(&mut conn, Kind::Address, "alice", 1349).unwrap(),
+            1
+        );
+        assert_eq!(l.clear(&mut conn, Kind::Username, "alice").unwrap(), 1);
+        assert_eq!(
+            l.attempt(&mut conn, Kind::Username, "alice", 1350).unwrap(),
+            1
+        );
+        assert_eq!(
+            l.attempt(&mut conn, Kind::Address, "alice", 1350).unwrap(),
+            2
+        );
+    }
+
+    #[test]
+    fn a_concurrent_burst_gets_exactly_the_limit_through() {
+        let path = super::tempfile_path::TempPath::new();
+        let (pool, backend) = pool(&format!("sqlite://{}", path.0.display()), 8).unwrap();
+        django::migrate(&mut pool.get().unwrap(), backend, OPTS).unwrap();
+        let l = Lockout::new(backend, POLICY);
+        let allowed = std::sync::atomic::AtomicUsize::new(0);
+        std::thread::scope(|s| {
+            for _ in 0..8 {
+                s.spawn(|| {
+                    let mut conn = pool.get().unwrap();
+                    for _ in 0..25 {
+                        if l.attempt(&mut conn, Kind::Username, "bob", 5000).unwrap() <= 3 {
+                            allowed.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        }
+                    }
+                });
+            }
+        });
+        assert_eq!(allowed.into_inner(), 3);
+    }
+}

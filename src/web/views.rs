@@ -279,6 +279,7 @@ pub async fn login(req: HttpRequest, body: web::Bytes, state: web::Data<AppState
     let mut username_errors = vec![];
     let mut password_errors = vec![];
     let mut non_field = vec![];
+    let mut locked = false;
     let username_raw = form_param(&form, "username").map(str::trim);
     if is_post {
         if let Err(reason) = ctx.check_csrf(&state, &req, form_param(&form, "csrfmiddlewaretoken"))
@@ -305,17 +306,20 @@ pub async fn login(req: HttpRequest, body: web::Bytes, state: web::Data<AppState
         }
         if let (Some(username), Some(password)) = (username, password) {
             let st = state.clone();
+            let address = ctx.client.ip.clone();
             // Hashing runs on the blocking pool so a login flood never stalls other requests.
-            let result = web::block(move || -> Result<Option<crate::db::users::User>, String> {
+            let result = web::block(move || -> Result<LoginOutcome, String> {
                 let mut conn = st.pool.get().map_err(|e| e.to_string())?;
-                let user = st
-                    .users
-                    .authenticate(&mut conn, &st.hashers, &username, &password)
-                    .map_err(|e| e.to_string())?;
-                Ok(user)
+                authenticate_throttled(&st, &mut conn, &username, &password, address.as_deref())
+                    .map_err(|e| e.to_string())
             });
             match blocking_or_return!(result) {
-                Some(mut user) => {
+                LoginOutcome::Locked => {
+                    non_field.push(LOCKED_OUT.to_string());
+                    locked = true;
+                }
+                LoginOutcome::Refused => non_field.push(INVALID_LOGIN.to_string()),
+                LoginOutcome::User(mut user) => {
                     // login(): session rules, CSRF rotation, then user_logged_in → last_login.
                     let _ = ctx.user(&state).await;
                     ctx.login(&state, &user);
@@ -338,7 +342,6 @@ pub async fn login(req: HttpRequest, body: web::Bytes, state: web::Data<AppState
                     never_cache(&mut resp);
                     return ctx.finish(&state, resp).await;
                 }
-                None => non_field.push(INVALID_LOGIN.to_string()),
             }
         }
     }
@@ -376,7 +379,60 @@ pub async fn login(req: HttpRequest, body: web::Bytes, state: web::Data<AppState
     );
     let mut page = page;
     never_cache(&mut page);
+    if locked && page.status().is_success() {
+        *page.status_mut() = actix_web::http::StatusCode::TOO_MANY_REQUESTS;
+        if let Ok(v) = header::HeaderValue::from_str(&state.lockout.policy().cooloff.to_string()) {
+            page.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+    }
     ctx.finish(&state, page).await
+}
+
+const LOCKED_OUT: &str = "Too many failed login attempts. Please try again later.";
+
+enum LoginOutcome {
+    User(crate::db::users::User),
+    Refused,
+    /// The username or the client address has used up its attempts: the password was not
+    /// even checked.
+    Locked,
+}
+
+/// `authenticate()` behind the login throttle: each attempt is counted for the username and
+/// the address before the password is checked, and a success clears both counts.
+fn authenticate_throttled(
+    st: &AppState,
+    conn: &mut crate::db::DbConnection,
+    username: &str,
+    password: &str,
+    address: Option<&str>,
+) -> Result<LoginOutcome, crate::db::DbError> {
+    use crate::db::lockout::Kind;
+    let lockout = &st.lockout;
+    if lockout.enabled() {
+        let now = crate::formats::signing::now_unix().floor() as i64;
+        let limit = lockout.policy().limit;
+        let mut over = lockout.attempt(conn, Kind::Username, username, now)? > limit;
+        if let Some(ip) = address {
+            over |= lockout.attempt(conn, Kind::Address, ip, now)? > limit;
+        }
+        if over {
+            return Ok(LoginOutcome::Locked);
+        }
+    }
+    let user = st
+        .users
+        .authenticate(conn, &st.hashers, username, password)?;
+    let Some(user) = user else {
+        return Ok(LoginOutcome::Refused);
+    };
+    if lockout.enabled() {
+        lockout.clear(conn, Kind::Username, username)?;
+        if let Some(ip) = address {
+            lockout.clear(conn, Kind::Address, ip)?;
+        }
+    }
+    Ok(LoginOutcome::User(user))
 }
 
 /// `LogoutView`: POST only since Django 5.0 (405 otherwise); 4.2 still accepts GET.

@@ -167,6 +167,16 @@ pub struct Settings {
     pub login_failure_limit: i64,
     pub login_failure_window: i64,
     pub login_cooloff: i64,
+    /// djauth's own: audit events also go to the append-only `djauth_audit_log` table.
+    pub audit_log_table: bool,
+    /// djauth's own: audit events are also POSTed as JSON here (bounded queue, retries).
+    pub audit_webhook_url: Option<String>,
+    /// djauth's own: client addresses come from X-Forwarded-For / Forwarded only when the
+    /// connection comes from one of these CIDRs (e.g. "127.0.0.1/32,10.0.0.0/8").
+    pub trusted_proxies: Vec<String>,
+    /// djauth's own: how the session index stores addresses: "full", "truncated" (IPv4 /24,
+    /// IPv6 /48) or "hashed" (keyed with SECRET_KEY).
+    pub session_index_ip: String,
 }
 
 impl Default for Settings {
@@ -248,6 +258,10 @@ impl Default for Settings {
             login_failure_limit: 0,
             login_failure_window: 900,
             login_cooloff: 900,
+            audit_log_table: false,
+            audit_webhook_url: None,
+            trusted_proxies: vec![],
+            session_index_ip: "full".into(),
         }
     }
 }
@@ -288,6 +302,7 @@ const OPTIONAL_STRINGS: &[&str] = &[
     "EMAIL_TIMEOUT",
     "ADMIN_API_TOKEN",
     "SECURE_SSL_HOST",
+    "AUDIT_WEBHOOK_URL",
 ];
 const SAMESITE: &[&str] = &["SESSION_COOKIE_SAMESITE", "CSRF_COOKIE_SAMESITE"];
 
@@ -386,6 +401,16 @@ impl Settings {
         }
         self.secure_redirect_exempt()?;
         self.lockout_policy()?;
+        self.trusted_proxies()?;
+        if !matches!(
+            self.session_index_ip.as_str(),
+            "full" | "truncated" | "hashed"
+        ) {
+            return Err(err(format!(
+                "SESSION_INDEX_IP: {:?} must be \"full\", \"truncated\" or \"hashed\"",
+                self.session_index_ip
+            )));
+        }
         self.hashers()?;
         self.session_engine()?;
         self.password_validators()?;
@@ -593,6 +618,17 @@ impl Settings {
                         "SECURE_REDIRECT_EXEMPT: {p:?} is not a valid pattern: {e}"
                     ))
                 })
+            })
+            .collect()
+    }
+
+    /// `TRUSTED_PROXIES`, parsed.
+    pub fn trusted_proxies(&self) -> Result<Vec<crate::formats::http::Cidr>, ConfigError> {
+        self.trusted_proxies
+            .iter()
+            .map(|c| {
+                c.parse()
+                    .map_err(|_| err(format!("TRUSTED_PROXIES: {c:?} is not an address or CIDR")))
             })
             .collect()
     }

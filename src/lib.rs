@@ -4,8 +4,12 @@
 //!   reset tokens, CSRF tokens. Everything there is a function of its inputs (plus the clock
 //!   and the CSPRNG), so it can be read and tested alone.
 //! * [`config`] — [`config::Settings`], Django's setting names with Django's defaults.
+//! * [`db`] — Django's tables (and djauth's) through diesel; [`auth`] — `get_user`/`login`.
+//! * [`web`] — the server on actix-web, and extractors for other actix-web apps.
+//! * [`audit`] — audit events: tracing, an append-only table, a webhook.
 //! * [`cli`] — the `djauth` command line.
 
+pub mod audit;
 pub mod auth;
 pub mod cli;
 pub mod config;

@@ -101,6 +101,19 @@ pub fn refused(msg: impl std::fmt::Display) -> Failure {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Logs and audit events go to stderr; DJAUTH_LOG (tracing's filter syntax) chooses what.
+    let default = if matches!(cli.command, Command::Serve { .. }) {
+        "info"
+    } else {
+        "warn"
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("DJAUTH_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
     let outcome = Settings::load(cli.config.as_deref())
         .map_err(Failure::from)
         .and_then(|settings| run(cli.command, &settings));

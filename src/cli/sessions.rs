@@ -74,6 +74,19 @@ pub fn logout_user(which: UserRef, settings: &Settings) -> CmdResult {
         "{ended} session(s) ended for {} (id {}).",
         user.username, user.pk
     );
+    let event = crate::audit::Event::new(crate::audit::Kind::SessionRevoked)
+        .user(&user.pk, &user.username)
+        .detail(serde_json::json!({"ended": ended, "via": "logout-user"}));
+    if settings.audit_log_table {
+        crate::audit::write_now(&mut conn, backend, &event).map_err(|e| {
+            refused(format!(
+                "the sessions ended, but the audit row was not written: {e}"
+            ))
+        })?;
+    }
+    let audit = crate::audit::Audit::start(settings, None);
+    audit.record(event);
+    audit.flush(std::time::Duration::from_secs(10));
     Ok(())
 }
 

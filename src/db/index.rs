@@ -459,9 +459,11 @@ impl SessionIndex {
         let d = Dialect(self.backend);
         let (session, key) = (d.ident("django_session"), d.ident("session_key"));
         conn.transaction::<_, DbError, _>(|conn| {
+            // NOT EXISTS, not NOT IN: PostgreSQL plans NOT IN over a million keys as a
+            // rescan per row once the list outgrows work_mem; NOT EXISTS is an anti-join.
             diesel::sql_query(format!(
-                "DELETE FROM djauth_session_index WHERE session_key NOT IN \
-                 (SELECT {key} FROM {session})"
+                "DELETE FROM djauth_session_index WHERE NOT EXISTS \
+                 (SELECT 1 FROM {session} s WHERE s.{key} = djauth_session_index.session_key)"
             ))
             .execute(conn)?;
             diesel::sql_query(format!(

@@ -188,6 +188,28 @@ impl SessionTable {
         Ok(())
     }
 
+    /// The data of up to `limit` unexpired rows, latest expiry first (a sample of recent
+    /// sessions: `expire_date` is indexed).
+    pub fn recent_blobs(
+        &self,
+        conn: &mut DbConnection,
+        limit: i64,
+        now: NaiveDateTime,
+    ) -> Result<Vec<String>, DbError> {
+        let d = Dialect(self.backend);
+        let sql = format!(
+            "SELECT {data} AS session_data FROM {t} WHERE {e} > {now} ORDER BY {e} DESC LIMIT {limit}",
+            data = d.ident("session_data"),
+            t = d.ident("django_session"),
+            e = d.ident("expire_date"),
+            now = d.text_as_datetime(1),
+        );
+        let rows: Vec<DataRow> = diesel::sql_query(sql)
+            .bind::<Text, _>(datetime_to_text(self.backend, now))
+            .load(conn)?;
+        Ok(rows.into_iter().map(|r| r.session_data).collect())
+    }
+
     pub fn delete(&self, conn: &mut DbConnection, key: &str) -> Result<(), DbError> {
         diesel::sql_query(&self.delete)
             .bind::<Text, _>(key)

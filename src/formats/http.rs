@@ -81,6 +81,137 @@ pub fn validated_host<'a>(host: &'a str, allowed_hosts: &[String]) -> Option<&'a
     (!domain.is_empty() && validate_host(&domain, allowed_hosts)).then_some(host)
 }
 
+/// An address or network from `TRUSTED_PROXIES` ("10.0.0.0/8", "::1", "192.0.2.7").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    net: std::net::IpAddr,
+    prefix: u8,
+}
+
+impl std::str::FromStr for Cidr {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Cidr, ()> {
+        let (addr, prefix) = match s.trim().split_once('/') {
+            Some((a, p)) => (a, Some(p.parse::<u8>().map_err(|_| ())?)),
+            None => (s.trim(), None),
+        };
+        let net: std::net::IpAddr = addr.parse().map_err(|_| ())?;
+        let max = if net.is_ipv4() { 32 } else { 128 };
+        let prefix = prefix.unwrap_or(max);
+        if prefix > max {
+            return Err(());
+        }
+        Ok(Cidr { net, prefix })
+    }
+}
+
+impl Cidr {
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        use std::net::IpAddr;
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        match (self.net, ip) {
+            (IpAddr::V4(n), IpAddr::V4(a)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(n) & mask == u32::from(a) & mask
+            }
+            (IpAddr::V6(n), IpAddr::V6(a)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(n) & mask == u128::from(a) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+/// One `for=` node of a `Forwarded` header, or an `X-Forwarded-For` entry, as an address
+/// (ports and brackets removed; "unknown" and obfuscated identifiers are not addresses).
+fn forwarded_node(node: &str) -> Option<std::net::IpAddr> {
+    let node = node.trim().trim_matches('"');
+    if let Ok(ip) = node.parse() {
+        return Some(ip);
+    }
+    if let Some(rest) = node.strip_prefix('[') {
+        return rest.split_once(']')?.0.parse().ok();
+    }
+    node.rsplit_once(':')?.0.parse().ok()
+}
+
+/// The client's address: the peer, unless the peer is a trusted proxy, in which case the
+/// forwarding chain (`X-Forwarded-For`, else `Forwarded`) is read from the right, skipping
+/// trusted proxies; the first untrusted hop is the client. A chain that is all trusted
+/// proxies yields its leftmost entry; unparsable entries end the walk (the peer is kept).
+pub fn client_ip(
+    peer: Option<std::net::IpAddr>,
+    x_forwarded_for: Option<&str>,
+    forwarded: Option<&str>,
+    trusted: &[Cidr],
+) -> Option<std::net::IpAddr> {
+    let peer = peer?;
+    let is_trusted = |ip: std::net::IpAddr| trusted.iter().any(|c| c.contains(ip));
+    if !is_trusted(peer) {
+        return Some(peer);
+    }
+    let chain: Vec<&str> = match (x_forwarded_for, forwarded) {
+        (Some(xff), _) => xff.split(',').collect(),
+        (None, Some(fwd)) => fwd
+            .split(',')
+            .filter_map(|element| {
+                element.split(';').find_map(|pair| {
+                    let (k, v) = pair.split_once('=')?;
+                    k.trim().eq_ignore_ascii_case("for").then_some(v)
+                })
+            })
+            .collect(),
+        (None, None) => return Some(peer),
+    };
+    let mut client = peer;
+    for hop in chain.iter().rev() {
+        let Some(ip) = forwarded_node(hop) else {
+            return Some(client);
+        };
+        client = ip;
+        if !is_trusted(ip) {
+            break;
+        }
+    }
+    Some(client)
+}
+
+/// How `SESSION_INDEX_IP` stores an address: "full", "truncated" (IPv4 /24, IPv6 /48, the
+/// rest zeroed) or "hashed" (keyed: `key` is derived from SECRET_KEY by the caller).
+pub fn stored_ip(ip: std::net::IpAddr, mode: &str, key: &[u8]) -> String {
+    use std::net::IpAddr;
+    match mode {
+        "truncated" => match ip {
+            IpAddr::V4(v4) => {
+                let [a, b, c, _] = v4.octets();
+                std::net::Ipv4Addr::new(a, b, c, 0).to_string()
+            }
+            IpAddr::V6(v6) => {
+                let mask = u128::MAX << 80;
+                std::net::Ipv6Addr::from(u128::from(v6) & mask).to_string()
+            }
+        },
+        "hashed" => {
+            use hmac::Mac;
+            let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key)
+                .expect("HMAC takes a key of any length");
+            mac.update(ip.to_string().as_bytes());
+            let digest = mac.finalize().into_bytes();
+            // 20 bytes of the MAC, hex: fits the column (45) and tells addresses apart.
+            digest[..20].iter().map(|b| format!("{b:02x}")).collect()
+        }
+        _ => ip.to_string(),
+    }
+}
+
 /// Python's `quote(bytes, safe)`: alphanumerics, `_.-~` and `safe` stay, the rest `%XX`.
 fn quote_bytes(bytes: &[u8], safe: &[u8], out: &mut String) {
     for &b in bytes {
@@ -127,6 +258,67 @@ pub fn get_full_path(raw_path: &str, raw_query: Option<&str>) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn client_address_from_trusted_proxies_only() {
+        use super::{client_ip, stored_ip, Cidr};
+        let t: Vec<Cidr> = ["127.0.0.1", "10.0.0.0/8", "::1"]
+            .iter()
+            .map(|c| c.parse().unwrap())
+            .collect();
+        let ip = |s: &str| Some(s.parse().unwrap());
+        // An untrusted peer's headers are ignored.
+        assert_eq!(
+            client_ip(ip("203.0.113.9"), Some("1.2.3.4"), None, &t),
+            ip("203.0.113.9")
+        );
+        // From the right, skipping trusted hops; a spoofed left part is not believed.
+        assert_eq!(
+            client_ip(
+                ip("127.0.0.1"),
+                Some("6.6.6.6, 198.51.100.7, 10.1.2.3"),
+                None,
+                &t
+            ),
+            ip("198.51.100.7")
+        );
+        assert_eq!(
+            client_ip(ip("127.0.0.1"), Some("10.0.0.2, 10.0.0.3"), None, &t),
+            ip("10.0.0.2")
+        );
+        assert_eq!(
+            client_ip(ip("127.0.0.1"), Some("garbage"), None, &t),
+            ip("127.0.0.1")
+        );
+        assert_eq!(
+            client_ip(
+                ip("::1"),
+                None,
+                Some(r#"for="[2001:db8::7]:4711";proto=https, for=10.0.0.1"#),
+                &t
+            ),
+            ip("2001:db8::7")
+        );
+        assert_eq!(
+            client_ip(ip("127.0.0.1"), None, Some("for=192.0.2.60:8080"), &t),
+            ip("192.0.2.60")
+        );
+        assert_eq!(
+            client_ip(ip("::ffff:10.9.9.9"), Some("192.0.2.1"), None, &t),
+            ip("192.0.2.1")
+        );
+        assert!("10.0.0.0/33".parse::<Cidr>().is_err() && "nope".parse::<Cidr>().is_err());
+        let v4 = "192.0.2.77".parse().unwrap();
+        assert_eq!(stored_ip(v4, "truncated", b""), "192.0.2.0");
+        assert_eq!(
+            stored_ip("2001:db8:1:2:3::9".parse().unwrap(), "truncated", b""),
+            "2001:db8:1::"
+        );
+        let h = stored_ip(v4, "hashed", b"k");
+        assert_eq!(h.len(), 40);
+        assert_ne!(h, stored_ip(v4, "hashed", b"other key"));
+        assert_eq!(stored_ip(v4, "full", b""), "192.0.2.77");
+    }
+
     #[test]
     fn full_path_like_django() {
         assert_eq!(

@@ -80,9 +80,16 @@ pub struct Client {
 const MAX_USER_AGENT_CHARS: usize = 512;
 
 impl Client {
-    fn of(req: &HttpRequest) -> Client {
+    fn of(state: &AppState, req: &HttpRequest) -> Client {
+        let h = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+        let ip = crate::formats::http::client_ip(
+            req.peer_addr().map(|a| a.ip()),
+            h("x-forwarded-for"),
+            h("forwarded"),
+            &state.trusted_proxies,
+        );
         Client {
-            ip: req.peer_addr().map(|a| a.ip().to_string()),
+            ip: ip.map(|ip| ip.to_string()),
             user_agent: req
                 .headers()
                 .get(header::USER_AGENT)
@@ -105,6 +112,11 @@ fn note_session_seen(
 ) {
     let now = now_utc();
     let knows_device = client.ip.is_some() || client.user_agent.is_some();
+    let ip = client
+        .ip
+        .as_deref()
+        .and_then(|ip| ip.parse().ok())
+        .map(|ip| crate::formats::http::stored_ip(ip, &st.settings.session_index_ip, &st.ip_key));
     let result = match seen {
         // Not indexed yet, or indexed by a catch-up that could not know the device.
         None | Some((_, false)) if knows_device => st.index.record(
@@ -112,7 +124,7 @@ fn note_session_seen(
             key,
             user_id,
             now,
-            client.ip.as_deref(),
+            ip.as_deref(),
             client.user_agent.as_deref(),
         ),
         None => st.index.record(conn, key, user_id, now, None, None),
@@ -167,7 +179,17 @@ pub fn service_unavailable(reason: &str) -> HttpResponse {
 }
 
 fn tracing_free_log(reason: &str) {
-    eprintln!("djauth: {reason}");
+    tracing::warn!("service unavailable: {reason}");
+}
+
+/// The `session_decode_failures` label of a decoding error.
+fn decode_cause(e: &fsession::SessionError) -> &'static str {
+    use crate::formats::signing::SigningError;
+    match e {
+        fsession::SessionError::Signing(SigningError::BadSignature(_)) => "bad_signature",
+        fsession::SessionError::Signing(SigningError::Expired { .. }) => "expired",
+        _ => "malformed",
+    }
 }
 
 /// `get_user` for a signed-cookie session, which also fails when the user's sessions were
@@ -279,7 +301,7 @@ impl Ctx {
             doomed: vec![],
         };
         let mut prefetched: Option<Resolution> = None;
-        let client = Client::of(req);
+        let client = Client::of(state, req);
         if let Some(value) = cookie {
             match state.engine {
                 Engine::Db if fsession::is_valid_session_key(&value) => {
@@ -299,7 +321,13 @@ impl Ctx {
                             return Ok(None);
                         };
                         // Django treats undecodable data as an empty session under the same key.
-                        let data = st.codec.decode_db(&row.session_data).unwrap_or_default();
+                        let data = match st.codec.decode_db(&row.session_data) {
+                            Ok(d) => d,
+                            Err(e) => {
+                                st.metrics.decode_failure(decode_cause(&e));
+                                Default::default()
+                            }
+                        };
                         let resolution = if auth::session_user_id(&data).is_some() {
                             let r = auth::resolve(
                                 &data,
@@ -333,10 +361,13 @@ impl Ctx {
                     }
                 }
                 Engine::SignedCookies => {
-                    if let Ok(data) = state
+                    let decoded = state
                         .codec
-                        .decode_cookie_at(&value, crate::formats::signing::now_unix())
-                    {
+                        .decode_cookie_at(&value, crate::formats::signing::now_unix());
+                    if let Err(e) = &decoded {
+                        state.metrics.decode_failure(decode_cause(e));
+                    }
+                    if let Ok(data) = decoded {
                         if auth::session_user_id(&data).is_some() {
                             let signed_at = fsession::cookie_timestamp(&value).unwrap_or(i64::MIN);
                             prefetched =

@@ -148,7 +148,7 @@ impl ResponseError for AuthError {
                 .insert_header((header::LOCATION, location.clone()))
                 .finish(),
             AuthError::Unavailable(reason) => {
-                eprintln!("djauth: {reason}");
+                tracing::warn!("{reason}");
                 HttpResponse::ServiceUnavailable()
                     .insert_header((header::RETRY_AFTER, "5"))
                     .json(serde_json::json!({"error": self.to_string()}))

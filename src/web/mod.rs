@@ -30,6 +30,7 @@ pub mod cookies;
 pub mod ctx;
 pub mod extract;
 pub mod mail;
+pub mod metrics;
 pub mod reset;
 pub mod sessions;
 pub mod templates;
@@ -58,6 +59,11 @@ pub struct AppState {
     pub sessions: SessionTable,
     pub index: db::index::SessionIndex,
     pub lockout: db::lockout::Lockout,
+    pub trusted_proxies: Vec<crate::formats::http::Cidr>,
+    /// Key for SESSION_INDEX_IP = "hashed", derived from SECRET_KEY.
+    pub ip_key: Vec<u8>,
+    pub audit: crate::audit::Audit,
+    pub metrics: metrics::Metrics,
     pub allowed_hosts: Vec<String>,
     pub templates: templates::Templates,
     pub validators: Vec<crate::formats::validators::Validator>,
@@ -94,6 +100,15 @@ impl AppState {
             sessions: SessionTable::new(backend),
             index: db::index::SessionIndex::new(backend),
             lockout: db::lockout::Lockout::new(backend, settings.lockout_policy()?),
+            trusted_proxies: settings.trusted_proxies()?,
+            ip_key: crate::formats::crypto::salted_hmac(
+                crate::formats::crypto::Algorithm::Sha256,
+                "djauth.session-index-ip",
+                b"",
+                settings.secret_key.as_bytes(),
+            ),
+            audit: crate::audit::Audit::start(&settings, Some((pool.clone(), backend))),
+            metrics: metrics::Metrics::default(),
             users,
             perms,
             pool,
@@ -111,6 +126,24 @@ fn get_or_head() -> actix_web::Route {
 /// An API resource whose other methods get a JSON 405 naming the allowed ones.
 fn api_resource(path: &str, allow: &'static str) -> actix_web::Resource {
     web::resource(path).default_service(web::to(move || sessions::api_method_not_allowed(allow)))
+}
+
+impl AppState {
+    /// Counts and audits a revocation that ended `ended` sessions of `user_pk`.
+    pub fn note_revocation(
+        &self,
+        user_pk: &str,
+        ended: usize,
+        via: &'static str,
+        ip: Option<&str>,
+    ) {
+        self.metrics.sessions_revoked.inc_by(ended as u64);
+        let mut event = crate::audit::Event::new(crate::audit::Kind::SessionRevoked)
+            .ip(ip)
+            .detail(serde_json::json!({"ended": ended, "via": via}));
+        event.user_id = Some(user_pk.to_owned());
+        self.audit.record(event);
+    }
 }
 
 /// The routes of `django.contrib.auth.urls` under the state's prefix.
@@ -148,6 +181,9 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
             api_resource("/api/v1/openapi.json", "GET, HEAD").route(get_or_head().to(api::openapi)),
         )
         .route("/auth/verify", web::route().to(api::verify))
+        .route("/metrics", web::get().to(metrics::metrics))
+        .route("/healthz", web::get().to(metrics::healthz))
+        .route("/readyz", web::get().to(metrics::readyz))
         .route(
             &format!("{p}password_change/"),
             web::route().to(views::password_change),
@@ -192,7 +228,7 @@ fn spawn_index_catch_up(state: &web::Data<AppState>) {
             .map_err(db::DbError::from)
             .and_then(|mut conn| state.index.catch_up(&mut conn, &state.codec));
         if let Err(e) = result {
-            eprintln!("djauth: session index catch-up: {e}");
+            tracing::warn!("session index catch-up: {e}");
         }
     });
 }
@@ -204,11 +240,15 @@ pub async fn serve(settings: Settings, bind: &str) -> anyhow::Result<()> {
         .unwrap_or(2);
     let state = web::Data::new(AppState::new(settings, (workers * 4) as u32)?);
     spawn_index_catch_up(&state);
-    eprintln!("djauth: serving on http://{bind}/ ({workers} workers)");
-    HttpServer::new(move || App::new().configure(|cfg| configure(cfg, state.clone())))
-        .workers(workers)
-        .bind(bind)?
-        .run()
-        .await?;
+    tracing::info!("serving on http://{bind}/ ({workers} workers)");
+    HttpServer::new(move || {
+        App::new()
+            .wrap(actix_web::middleware::from_fn(metrics::record))
+            .configure(|cfg| configure(cfg, state.clone()))
+    })
+    .workers(workers)
+    .bind(bind)?
+    .run()
+    .await?;
     Ok(())
 }

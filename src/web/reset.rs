@@ -62,6 +62,7 @@ pub async fn password_reset(
             let st = state.clone();
             let host = ctx.host.clone();
             let protocol = if ctx.is_secure { "https" } else { "http" };
+            let ip = ctx.client.ip.clone();
             // Mail is sent off the executor; failures are logged and swallowed, as Django does,
             // so the answer never reveals whether the address exists.
             let sent = web::block(move || -> Result<(), String> {
@@ -70,6 +71,11 @@ pub async fn password_reset(
                     .users
                     .get_by_email_for_reset(&mut conn, &email)
                     .map_err(|e| e.to_string())?;
+                st.audit.record(
+                    crate::audit::Event::new(crate::audit::Kind::PasswordResetRequest)
+                        .ip(ip.as_deref())
+                        .detail(serde_json::json!({"email": email, "users": users.len()})),
+                );
                 for user in users {
                     let token = st.tokens.make_token(&token_user(&user));
                     let c = context! {
@@ -84,7 +90,7 @@ pub async fn password_reset(
                         .templates
                         .render("registration/password_reset_email.html", c);
                     let (Ok(subject), Ok(body)) = (subject, body) else {
-                        eprintln!("djauth: cannot render the password reset email");
+                        tracing::error!("cannot render the password reset email");
                         continue;
                     };
                     // Email subject *must not* contain newlines.
@@ -97,10 +103,7 @@ pub async fn password_reset(
                         to: vec![user.email.clone()],
                     };
                     if let Err(e) = st.mailer.send(&msg) {
-                        eprintln!(
-                            "djauth: Failed to send password reset email to {}: {e}",
-                            user.pk
-                        );
+                        tracing::error!("Failed to send password reset email to {}: {e}", user.pk);
                     }
                 }
                 Ok(())
@@ -242,6 +245,11 @@ pub async fn password_reset_confirm(
                 Ok(())
             });
             blocking_or_return!(saved);
+            state.audit.record(
+                crate::audit::Event::new(crate::audit::Kind::PasswordResetComplete)
+                    .user(&user.pk, &user.username)
+                    .ip(ctx.client.ip.as_deref()),
+            );
             ctx.session.remove(RESET_SESSION_KEY);
             return ctx
                 .finish(&state, redirect(&format!("{}reset/done/", state.prefix)))

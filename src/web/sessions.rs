@@ -117,6 +117,7 @@ async fn end_other_sessions(
     })
     .await;
     let ended = blocking(ended)?;
+    state.note_revocation(&user.pk, ended, "end_others", ctx.client.ip.as_deref());
     if signed_cookies {
         // Cookies signed in the revocation's second are refused; the re-signed current one
         // must carry a later timestamp.
@@ -226,7 +227,14 @@ async fn end_one(
             .map_err(|e| e.to_string())
     })
     .await;
-    blocking(ended)
+    let ended = blocking(ended)?;
+    state.note_revocation(
+        &user.pk,
+        usize::from(ended),
+        "end_one",
+        ctx.client.ip.as_deref(),
+    );
+    Ok(ended)
 }
 
 /// Any other `/api/` path.
@@ -431,7 +439,10 @@ pub async fn admin_revoke_all(req: HttpRequest, state: web::Data<AppState>) -> H
     })
     .await;
     let resp = match blocking(ended) {
-        Ok(n) => HttpResponse::Ok().json(Ended { ended: n }),
+        Ok(n) => {
+            state.note_revocation(&user.pk, n, "admin_api", ctx.client.ip.as_deref());
+            HttpResponse::Ok().json(Ended { ended: n })
+        }
         Err(resp) => return resp,
     };
     ctx.finish(&state, resp).await
@@ -466,9 +477,17 @@ pub async fn admin_revoke_one(req: HttpRequest, state: web::Data<AppState>) -> H
             })
             .await;
             match blocking(ended) {
-                Ok(ended) => HttpResponse::Ok().json(Ended {
-                    ended: usize::from(ended),
-                }),
+                Ok(ended) => {
+                    state.note_revocation(
+                        &user.pk,
+                        usize::from(ended),
+                        "admin_api",
+                        ctx.client.ip.as_deref(),
+                    );
+                    HttpResponse::Ok().json(Ended {
+                        ended: usize::from(ended),
+                    })
+                }
                 Err(resp) => return resp,
             }
         }

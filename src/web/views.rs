@@ -3,6 +3,7 @@
 
 use super::ctx::{service_unavailable, Ctx};
 use super::AppState;
+use crate::audit;
 use crate::formats::http::{url_has_allowed_host_and_scheme, MAX_URL_LENGTH};
 use crate::formats::DjangoVersion;
 use actix_web::http::{header, Method};
@@ -164,7 +165,7 @@ fn never_cache(resp: &mut HttpResponse) {
 }
 
 pub(crate) fn csrf_failure(reason: &str) -> HttpResponse {
-    eprintln!("djauth: Forbidden ({reason})");
+    tracing::warn!("Forbidden ({reason})");
     HttpResponse::Forbidden().content_type("text/html; charset=utf-8").body(
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n  <meta http-equiv=\"content-type\" content=\"text/html; charset=utf-8\">\n  <meta name=\"robots\" content=\"NONE,NOARCHIVE\">\n  <title>403 Forbidden</title>\n</head>\n<body>\n  <div id=\"summary\">\n    <h1>Forbidden <span>(403)</span></h1>\n    <p>CSRF verification failed. Request aborted.</p>\n  </div>\n</body>\n</html>\n",
     )
@@ -228,7 +229,7 @@ pub(crate) fn render(state: &AppState, name: &str, ctx: Value) -> HttpResponse {
             .content_type("text/html; charset=utf-8")
             .body(html),
         Err(e) => {
-            eprintln!("djauth: template {name}: {e:#}");
+            tracing::error!("template {name}: {e:#}");
             HttpResponse::InternalServerError()
                 .content_type("text/plain")
                 .body("Server Error (500)\n")
@@ -265,7 +266,7 @@ pub async fn login(req: HttpRequest, body: web::Bytes, state: web::Data<AppState
                 let to = login_success_url(&state, &ctx, &req, &form);
                 if to == req.uri().path() {
                     // Django raises ValueError here: a settings mistake, not the user's.
-                    eprintln!("djauth: redirection loop for authenticated user detected");
+                    tracing::error!("redirection loop for authenticated user detected");
                     return HttpResponse::InternalServerError()
                         .content_type("text/plain; charset=utf-8")
                         .body("Redirection loop for authenticated user detected. Check that your LOGIN_REDIRECT_URL doesn't point to a login page.\n");
@@ -313,7 +314,20 @@ pub async fn login(req: HttpRequest, body: web::Bytes, state: web::Data<AppState
                 authenticate_throttled(&st, &mut conn, &username, &password, address.as_deref())
                     .map_err(|e| e.to_string())
             });
-            match blocking_or_return!(result) {
+            let outcome = blocking_or_return!(result);
+            let (result, event) = match &outcome {
+                LoginOutcome::Locked => ("locked", audit::Kind::Lockout),
+                LoginOutcome::Refused => ("failed", audit::Kind::LoginFailed),
+                LoginOutcome::User(_) => ("ok", audit::Kind::Login),
+            };
+            state.metrics.login(result);
+            let mut e = audit::Event::new(event).ip(ctx.client.ip.as_deref());
+            e = match &outcome {
+                LoginOutcome::User(u) => e.user(&u.pk, &u.username),
+                _ => e.username(username_raw.unwrap_or_default()),
+            };
+            state.audit.record(e);
+            match outcome {
                 LoginOutcome::Locked => {
                     non_field.push(LOCKED_OUT.to_string());
                     locked = true;
@@ -420,9 +434,13 @@ fn authenticate_throttled(
             return Ok(LoginOutcome::Locked);
         }
     }
+    let started = std::time::Instant::now();
     let user = st
         .users
         .authenticate(conn, &st.hashers, username, password)?;
+    st.metrics
+        .hash_seconds
+        .observe(started.elapsed().as_secs_f64());
     let Some(user) = user else {
         return Ok(LoginOutcome::Refused);
     };
@@ -471,8 +489,14 @@ pub async fn logout(
             return csrf_failure(&reason.to_string());
         }
     }
-    if let Err(resp) = ctx.user(&state).await {
-        return resp;
+    match ctx.user(&state).await {
+        Ok(Some(u)) => state.audit.record(
+            audit::Event::new(audit::Kind::Logout)
+                .user(&u.pk, &u.username)
+                .ip(ctx.client.ip.as_deref()),
+        ),
+        Ok(None) => {}
+        Err(resp) => return resp,
     }
     ctx.logout();
     let next = safe_next(&state, &ctx, &req, &form);
@@ -641,8 +665,10 @@ pub(crate) fn end_sessions_after_password_change(
     if st.engine != crate::formats::session::Engine::Db {
         return;
     }
-    if let Err(e) = st.index.revoke(conn, &st.codec, user_pk, keep, None) {
-        eprintln!("djauth: ending the sessions of user {user_pk}: {e}");
+    match st.index.revoke(conn, &st.codec, user_pk, keep, None) {
+        Ok(n) if n > 0 => st.note_revocation(user_pk, n, "password_change", None),
+        Ok(_) => {}
+        Err(e) => tracing::warn!("ending the sessions of user {user_pk}: {e}"),
     }
 }
 
@@ -715,6 +741,11 @@ pub async fn password_change(
                 Ok(u)
             });
             let u = blocking_or_return!(saved);
+            state.audit.record(
+                audit::Event::new(audit::Kind::PasswordChange)
+                    .user(&u.pk, &u.username)
+                    .ip(ctx.client.ip.as_deref()),
+            );
             ctx.update_session_auth_hash(&state, &u);
             let resp = redirect(&format!("{}password_change/done/", state.prefix));
             return ctx.finish(&state, resp).await;

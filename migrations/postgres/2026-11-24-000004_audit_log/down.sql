@@ -1,0 +1,3 @@
+DROP TRIGGER djauth_audit_log_no_change ON djauth_audit_log;
+DROP FUNCTION djauth_audit_log_append_only();
+DROP TABLE djauth_audit_log;

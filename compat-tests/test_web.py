@@ -81,6 +81,13 @@ DJANGO_SIDE = textwrap.dedent(
         assert b"VALID" in r.content and b"INVALID" not in r.content, r.content
         r = c.post(r.wsgi_request.path, {"new_password1": cfg["password"], "new_password2": cfg["password"]})
         print(r.status_code, r.get("Location", ""))
+    elif op == "anonymous_session":
+        from django.contrib.sessions.backends.db import SessionStore
+        st = SessionStore()
+        st["cart"] = "3 items"
+        st.create()
+        st.save()
+        print(st.session_key)
     elif op == "session_exists":
         print(Session.objects.filter(session_key=cfg["sessionid"]).exists())
     """
@@ -222,6 +229,38 @@ def test_login_on_djauth_is_seen_by_django_and_logout_ends_it(site):
         # a per-user "not before" for that); a db session's row is gone.
         assert site["django"]("who", sessionid=key) == "-"
         assert site["django"]("session_exists", sessionid=key) == "False"
+
+
+def test_login_cycles_a_pre_existing_session_and_sets_djangos_cookie_attributes(site):
+    """Session fixation: a session planted before login never becomes the logged-in one
+    (Django's cycle_key); the new cookie is HttpOnly and SameSite=Lax as Django sets it, and
+    Secure with SESSION_COOKIE_SECURE."""
+    if site["engine"] != "db":
+        pytest.skip("signed cookies carry no server-side key to fixate")
+    site["django"]("create_user", username="fixated", password="pw-fixated")
+    planted = site["django"]("anonymous_session")
+    for extra, secure in (({}, False), ({"DJAUTH_SESSION_COOKIE_SECURE": "true"}, True)):
+        target = site if not extra else {**site, **site["start_djauth"](**extra)}
+        token, csrf_cookie = login_page(target)
+        conn = http.client.HTTPConnection("127.0.0.1", target["port"], timeout=10)
+        body = urllib.parse.urlencode({"username": "fixated", "password": "pw-fixated",
+                                       "csrfmiddlewaretoken": token})
+        conn.request("POST", "/accounts/login/", body=body, headers={
+            "Host": f"127.0.0.1:{target['port']}", "Content-Type": "application/x-www-form-urlencoded",
+            "Cookie": f"csrftoken={csrf_cookie}; sessionid={planted}"})
+        r = conn.getresponse()
+        r.read()
+        assert r.status == 302
+        session_cookie = [v for k, v in r.getheaders() if k.lower() == "set-cookie" and v.startswith("sessionid=")]
+        assert len(session_cookie) == 1
+        new_key = session_cookie[0].split(";")[0].split("=", 1)[1]
+        attrs = [a.strip() for a in session_cookie[0].split(";")[1:]]
+        assert new_key != planted
+        assert "HttpOnly" in attrs and "SameSite=Lax" in attrs and "Path=/" in attrs
+        assert ("Secure" in attrs) == secure
+        assert site["django"]("who", sessionid=new_key) == "fixated"
+        assert site["django"]("session_exists", sessionid=planted) == "False"
+        planted = site["django"]("anonymous_session")
 
 
 def test_django_login_is_ended_by_djauth_logout(site):

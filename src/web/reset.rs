@@ -230,20 +230,7 @@ pub async fn password_reset_confirm(
         }
         if let Some(new) = super::views::check_new_passwords(&state, &user, &form, &mut e1, &mut e2)
         {
-            let st = state.clone();
-            let mut u = user.clone();
-            let saved = web::block(move || -> Result<(), String> {
-                let encoded = st
-                    .hashers
-                    .make_password(&new, None, None)
-                    .map_err(|e| e.to_string())?;
-                let mut conn = st.pool.get().map_err(|e| e.to_string())?;
-                st.users
-                    .set_password(&mut conn, &mut u, encoded)
-                    .map_err(|e| e.to_string())?;
-                super::views::end_sessions_after_password_change(&st, &mut conn, &u.pk, None);
-                Ok(())
-            });
+            let saved = super::views::save_new_password(&state, &user, new, None);
             blocking_or_return!(saved);
             state.audit.record(
                 crate::audit::Event::new(crate::audit::Kind::PasswordResetComplete)

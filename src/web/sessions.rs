@@ -218,6 +218,17 @@ async fn end_one(
     let Some(target) = listed.into_iter().find(|l| l.info.id == id) else {
         return Ok(false);
     };
+    revoke_listed(state, ctx, user, target, "end_one").await
+}
+
+/// Ends one listed session of `user`, counted and audited as done `via`.
+async fn revoke_listed(
+    state: &web::Data<AppState>,
+    ctx: &Ctx,
+    user: &User,
+    target: Listed,
+    via: &'static str,
+) -> Result<bool, HttpResponse> {
     let st = state.clone();
     let pk = user.pk.clone();
     let ended = web::block(move || -> Result<bool, String> {
@@ -228,12 +239,7 @@ async fn end_one(
     })
     .await;
     let ended = blocking(ended)?;
-    state.note_revocation(
-        &user.pk,
-        usize::from(ended),
-        "end_one",
-        ctx.client.ip.as_deref(),
-    );
+    state.note_revocation(&user.pk, usize::from(ended), via, ctx.client.ip.as_deref());
     Ok(ended)
 }
 
@@ -466,31 +472,12 @@ pub async fn admin_revoke_one(req: HttpRequest, state: web::Data<AppState>) -> H
     };
     let resp = match listed.into_iter().find(|l| l.info.id == id) {
         None => json_error(StatusCode::NOT_FOUND, "no such session"),
-        Some(target) => {
-            let st = state.clone();
-            let pk = user.pk.clone();
-            let ended = web::block(move || -> Result<bool, String> {
-                let mut conn = st.pool.get().map_err(|e| e.to_string())?;
-                st.index
-                    .revoke_one(&mut conn, &pk, &target.key)
-                    .map_err(|e| e.to_string())
-            })
-            .await;
-            match blocking(ended) {
-                Ok(ended) => {
-                    state.note_revocation(
-                        &user.pk,
-                        usize::from(ended),
-                        "admin_api",
-                        ctx.client.ip.as_deref(),
-                    );
-                    HttpResponse::Ok().json(Ended {
-                        ended: usize::from(ended),
-                    })
-                }
-                Err(resp) => return resp,
-            }
-        }
+        Some(target) => match revoke_listed(&state, &ctx, &user, target, "admin_api").await {
+            Ok(ended) => HttpResponse::Ok().json(Ended {
+                ended: usize::from(ended),
+            }),
+            Err(resp) => return resp,
+        },
     };
     ctx.finish(&state, resp).await
 }

@@ -672,6 +672,32 @@ pub(crate) fn end_sessions_after_password_change(
     }
 }
 
+/// `form.save()` of a set-password form, off the executor: hash with the preferred hasher,
+/// store it, and end the user's other sessions (all but `keep`).
+pub(crate) fn save_new_password(
+    state: &web::Data<AppState>,
+    user: &crate::db::users::User,
+    new: String,
+    keep: Option<String>,
+) -> impl std::future::Future<
+    Output = Result<Result<crate::db::users::User, String>, actix_web::error::BlockingError>,
+> {
+    let st = state.clone();
+    let mut u = user.clone();
+    web::block(move || -> Result<crate::db::users::User, String> {
+        let encoded = st
+            .hashers
+            .make_password(&new, None, None)
+            .map_err(|e| e.to_string())?;
+        let mut conn = st.pool.get().map_err(|e| e.to_string())?;
+        st.users
+            .set_password(&mut conn, &mut u, encoded)
+            .map_err(|e| e.to_string())?;
+        end_sessions_after_password_change(&st, &mut conn, &u.pk, keep.as_deref());
+        Ok(u)
+    })
+}
+
 pub async fn password_change(
     req: HttpRequest,
     body: web::Bytes,
@@ -724,22 +750,8 @@ pub async fn password_change(
             old_errors.push(OLD_PASSWORD_INCORRECT.to_string());
         }
         if old_errors.is_empty() && new1_errors.is_empty() && new2_errors.is_empty() {
-            let st = state.clone();
-            let mut u = user.clone();
-            let new = new2.unwrap_or_default();
             let current = ctx.session.key().map(str::to_owned);
-            let saved = web::block(move || -> Result<crate::db::users::User, String> {
-                let encoded = st
-                    .hashers
-                    .make_password(&new, None, None)
-                    .map_err(|e| e.to_string())?;
-                let mut conn = st.pool.get().map_err(|e| e.to_string())?;
-                st.users
-                    .set_password(&mut conn, &mut u, encoded)
-                    .map_err(|e| e.to_string())?;
-                end_sessions_after_password_change(&st, &mut conn, &u.pk, current.as_deref());
-                Ok(u)
-            });
+            let saved = save_new_password(&state, &user, new2.unwrap_or_default(), current);
             let u = blocking_or_return!(saved);
             state.audit.record(
                 audit::Event::new(audit::Kind::PasswordChange)

@@ -228,13 +228,17 @@ fn percent_decode(s: &str) -> Vec<u8> {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            let hex = std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("");
-            if let Ok(v) = u8::from_str_radix(hex, 16) {
-                out.push(v);
-                i += 3;
-                continue;
-            }
+        // Python's unquote: `%` and exactly two hex digits (from_str_radix alone would
+        // also take "+F").
+        if b[i] == b'%'
+            && i + 2 < b.len()
+            && b[i + 1].is_ascii_hexdigit()
+            && b[i + 2].is_ascii_hexdigit()
+        {
+            let hex = std::str::from_utf8(&b[i + 1..i + 3]).expect("two ASCII hex digits");
+            out.push(u8::from_str_radix(hex, 16).expect("two hex digits"));
+            i += 3;
+            continue;
         }
         out.push(b[i]);
         i += 1;

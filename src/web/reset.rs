@@ -4,8 +4,7 @@
 //! `PasswordResetCompleteView`.
 
 use super::views::{
-    csrf_failure, csrf_input, form_param, form_value, parse_form, password_field, redirect, render,
-    Field, REQUIRED,
+    csrf_failure, csrf_input, form_param, form_value, parse_form, redirect, render, Field, REQUIRED,
 };
 use super::AppState;
 use crate::db::users::User;
@@ -125,6 +124,8 @@ pub async fn password_reset(
         attrs: " autocomplete=\"email\" maxlength=\"254\" required",
         value: (!email.is_empty()).then_some(email.as_str()),
         errors,
+        help_text: None,
+        aria: super::views::aria_markup(&state),
     }];
     let page = render(
         &state,
@@ -244,20 +245,8 @@ pub async fn password_reset_confirm(
         }
     }
     let token = ctx.csrf_token();
-    let fields = [
-        password_field(
-            "new_password1",
-            "New password",
-            " autocomplete=\"new-password\" required",
-            e1,
-        ),
-        password_field(
-            "new_password2",
-            "New password confirmation",
-            " autocomplete=\"new-password\" required",
-            e2,
-        ),
-    ];
+    let [new1, new2] = super::views::new_password_fields(&state, e1, e2);
+    let fields = [new1, new2];
     let page = render(
         &state,
         "registration/password_reset_confirm.html",

@@ -33,9 +33,17 @@ pub(crate) struct Field<'a> {
     pub attrs: &'a str,
     pub value: Option<&'a str>,
     pub errors: Vec<String>,
+    /// The field's `help_text` (HTML, as Django marks it safe); `None` or empty: no help.
+    pub help_text: Option<String>,
+    /// Django 5.0+ markup: error-list ids, `aria-invalid`, `aria-describedby`, help-text ids.
+    pub aria: bool,
 }
 
 impl Field<'_> {
+    fn has_help(&self) -> bool {
+        self.help_text.as_deref().is_some_and(|h| !h.is_empty())
+    }
+
     fn errors_html(&self) -> String {
         if self.errors.is_empty() {
             return String::new();
@@ -45,10 +53,14 @@ impl Field<'_> {
             .iter()
             .map(|e| format!("<li>{}</li>", escape(e)))
             .collect();
-        format!(
-            "<ul class=\"errorlist\" id=\"id_{}_error\">{items}</ul>",
-            self.name
-        )
+        if self.aria {
+            format!(
+                "<ul class=\"errorlist\" id=\"id_{}_error\">{items}</ul>",
+                self.name
+            )
+        } else {
+            format!("<ul class=\"errorlist\">{items}</ul>")
+        }
     }
 
     fn widget(&self) -> String {
@@ -56,17 +68,48 @@ impl Field<'_> {
             .value
             .map(|v| format!(" value=\"{}\"", escape(v)))
             .unwrap_or_default();
-        let invalid = if self.errors.is_empty() {
-            String::new()
-        } else {
-            format!(
-                " aria-invalid=\"true\" aria-describedby=\"id_{}_error\"",
-                self.name
-            )
-        };
+        let mut aria = String::new();
+        if self.aria {
+            if !self.errors.is_empty() {
+                aria.push_str(" aria-invalid=\"true\"");
+            }
+            let described: Vec<String> = [
+                self.has_help()
+                    .then(|| format!("id_{}_helptext", self.name)),
+                (!self.errors.is_empty()).then(|| format!("id_{}_error", self.name)),
+            ]
+            .into_iter()
+            .flatten()
+            .collect();
+            if !described.is_empty() {
+                aria.push_str(&format!(" aria-describedby=\"{}\"", described.join(" ")));
+            }
+        }
         format!(
-            "<input type=\"{}\" name=\"{}\"{value}{}{invalid} id=\"id_{}\">",
+            "<input type=\"{}\" name=\"{}\"{value}{}{aria} id=\"id_{}\">",
             self.input_type, self.name, self.attrs, self.name
+        )
+    }
+
+    /// One field's part of `django/forms/p.html`, whitespace and all.
+    fn as_p(&self, last: bool) -> String {
+        let help = match &self.help_text {
+            Some(h) if !h.is_empty() => {
+                let id = if self.aria {
+                    format!(" id=\"id_{}_helptext\"", self.name)
+                } else {
+                    String::new()
+                };
+                format!("\n      <span class=\"helptext\"{id}>{h}</span>\n    ")
+            }
+            _ => String::new(),
+        };
+        let last = if last { "\n      \n    " } else { "" };
+        format!(
+            "\n  {}\n  <p>\n    {}\n    {}\n    {help}\n    {last}\n  </p>\n",
+            self.errors_html(),
+            self.label_tag(),
+            self.widget()
         )
     }
 
@@ -122,17 +165,13 @@ pub(crate) fn form_value(fields: &[Field], non_field_errors: &[String]) -> Value
             .collect();
         format!("<ul class=\"errorlist nonfield\">{items}</ul>")
     };
-    let as_p: String = fields
-        .iter()
-        .map(|f| {
-            format!(
-                "<p>\n    {}\n    {}\n    {}\n  </p>\n",
-                f.label_tag(),
-                f.errors_html(),
-                f.widget()
-            )
-        })
-        .collect();
+    // `form.as_p()`: django/forms/p.html rendered, then stripped as Django's renderer does.
+    let mut p = format!("{nfe}\n\n");
+    for (i, f) in fields.iter().enumerate() {
+        p.push_str(&f.as_p(i + 1 == fields.len()));
+    }
+    p.push_str("\n\n");
+    let as_p = p.trim().to_owned();
     let mut map: std::collections::BTreeMap<String, Value> = fields
         .iter()
         .map(|f| (f.name.to_string(), f.value()))
@@ -141,10 +180,7 @@ pub(crate) fn form_value(fields: &[Field], non_field_errors: &[String]) -> Value
         "non_field_errors".into(),
         Value::from_safe_string(nfe.clone()),
     );
-    map.insert(
-        "as_p".into(),
-        Value::from_safe_string(format!("{nfe}{as_p}")),
-    );
+    map.insert("as_p".into(), Value::from_safe_string(as_p));
     map.insert(
         "errors".into(),
         Value::from(!non_field_errors.is_empty() || fields.iter().any(|f| !f.errors.is_empty())),
@@ -369,6 +405,8 @@ pub async fn login(req: HttpRequest, body: web::Bytes, state: web::Data<AppState
             attrs: " autofocus autocapitalize=\"none\" autocomplete=\"username\" maxlength=\"150\" required",
             value: username_raw,
             errors: username_errors,
+            help_text: None,
+            aria: aria_markup(&state),
         },
         Field {
             name: "password",
@@ -377,6 +415,8 @@ pub async fn login(req: HttpRequest, body: web::Bytes, state: web::Data<AppState
             attrs: " autocomplete=\"current-password\" required",
             value: None,
             errors: password_errors,
+            help_text: None,
+            aria: aria_markup(&state),
         },
     ];
     let page = render(
@@ -615,7 +655,42 @@ pub(crate) fn password_field<'a>(
         attrs: autocomplete,
         value: None,
         errors,
+        help_text: None,
+        aria: true,
     }
+}
+
+/// Whether this Django version writes the 5.0+ accessibility markup in forms.
+pub(crate) fn aria_markup(state: &AppState) -> bool {
+    state.settings.django_version().unwrap_or_default() >= DjangoVersion::V5_2
+}
+
+/// `SetPasswordMixin`'s two fields, with Django's help texts: the validators' list on the
+/// first, and (5.0+) "Enter the same password as before, for verification." on the second.
+pub(crate) fn new_password_fields(
+    state: &AppState,
+    e1: Vec<String>,
+    e2: Vec<String>,
+) -> [Field<'static>; 2] {
+    let aria = aria_markup(state);
+    let mut f1 = password_field(
+        "new_password1",
+        "New password",
+        " autocomplete=\"new-password\" required",
+        e1,
+    );
+    f1.help_text =
+        Some(crate::formats::validators::password_validators_help_text_html(&state.validators));
+    f1.aria = aria;
+    let mut f2 = password_field(
+        "new_password2",
+        "New password confirmation",
+        " autocomplete=\"new-password\" required",
+        e2,
+    );
+    f2.help_text = aria.then(|| "Enter the same password as before, for verification.".to_owned());
+    f2.aria = aria;
+    [f1, f2]
 }
 
 /// `SetPasswordMixin`: both fields required, equal, then the validators on the second.
@@ -764,26 +839,15 @@ pub async fn password_change(
         }
     }
     let token = ctx.csrf_token();
-    let fields = [
-        password_field(
-            "old_password",
-            "Old password",
-            " autocomplete=\"current-password\" autofocus required",
-            old_errors,
-        ),
-        password_field(
-            "new_password1",
-            "New password",
-            " autocomplete=\"new-password\" required",
-            new1_errors,
-        ),
-        password_field(
-            "new_password2",
-            "New password confirmation",
-            " autocomplete=\"new-password\" required",
-            new2_errors,
-        ),
-    ];
+    let [new1, new2] = new_password_fields(&state, new1_errors, new2_errors);
+    let mut old = password_field(
+        "old_password",
+        "Old password",
+        " autocomplete=\"current-password\" autofocus required",
+        old_errors,
+    );
+    old.aria = aria_markup(&state);
+    let fields = [old, new1, new2];
     let page = render(
         &state,
         "registration/password_change_form.html",

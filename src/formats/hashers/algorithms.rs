@@ -636,6 +636,13 @@ impl PasswordHasher for CryptHasher {
         if salt.chars().count() != 2 {
             return Err(HashError::InvalidSalt("salt must be of length 2.".into()));
         }
+        if salt.bytes().any(|b| b < b' ') {
+            // What pwhash answers in release builds; in builds with overflow checks it panics.
+            return Err(HashError::Unsupported(format!(
+                "crypt: {}",
+                pwhash::error::Error::EncodingError
+            )));
+        }
         let hash = {
             #[allow(deprecated)] // Only legacy hashes are made this way, as Django did.
             pwhash::unix_crypt::hash_with(salt, password)
@@ -645,6 +652,11 @@ impl PasswordHasher for CryptHasher {
     }
     fn verify(&self, password: &str, encoded: &str) -> Result<bool, HashError> {
         let hash = split3("crypt", encoded).map(|_| encoded.splitn(3, '$').nth(2).unwrap_or(""))?;
+        // pwhash 1.0 subtracts 0x20 from each salt character, which overflows (a panic in
+        // builds with overflow checks) below ' '; crypt(3) fails on such a setting anyway.
+        if hash.bytes().any(|b| b < b' ') {
+            return Ok(false);
+        }
         // crypt(3) returns NULL (Python: None) for a setting it does not understand.
         Ok(match pwhash::unix::crypt(password, hash) {
             Ok(out) => ct_eq(hash, &out),

@@ -4,6 +4,8 @@
         pg.create_database("t1")
         url = pg.url_for("t1")             # "postgres://postgres@127.0.0.1:PORT/t1"
         text = postgres_schema(pg.url, "t1")
+        pg.halt()                          # an outage: the process stops, data and port are kept
+        pg.restart()                       # back, same URL and databases
 
     with mariadb_server() as my:           # my.url == "mysql://root@127.0.0.1:PORT/mysql"
         my.create_database("t1")
@@ -245,7 +247,33 @@ class DatabaseServer:
             self.process = None
             shutil.rmtree(self.tmpdir, ignore_errors=True)
 
+    def halt(self):
+        """Stop the server process but keep its data directory, port and URL, so that
+        :meth:`restart` brings the same databases back (a database outage, in a test).
+        :meth:`stop` (and the ``with`` block's end) still deletes everything."""
+        p = self.process
+        if p is None or p.poll() is not None:
+            return
+        self._terminate()
+        try:
+            p.wait(timeout=STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait(timeout=STOP_TIMEOUT)
+
+    def restart(self):
+        """Start the server again after :meth:`halt`: same command, data directory and port;
+        returns once it accepts connections (no-op if it is running)."""
+        if self.process is not None and self.process.poll() is None:
+            return
+        if not self.tmpdir.exists():
+            raise RuntimeError(f"{self!r} was stopped (its directory is gone): cannot restart")
+        cmd, user = self._spawned
+        self._spawn(cmd, user)
+        self._wait_ready(self._ready, self.kind)
+
     def _spawn(self, cmd, user=None):
+        self._spawned = (cmd, user)
         logf = open(self.log, "ab")
         try:
             self.process = subprocess.Popen(

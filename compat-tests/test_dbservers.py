@@ -71,6 +71,24 @@ def test_mariadb_server_starts_answers_and_stops():
     assert not tmpdir.exists()
 
 
+def test_postgres_halt_and_restart_keep_the_data():
+    _need(dbservers.postgres_available, dbservers.PG_APT_PACKAGES)
+    with dbservers.postgres_server() as pg:
+        port, tmpdir = pg.port, pg.tmpdir
+        pg.create_database("djauth_probe")
+        pg.psql("CREATE TABLE t (x integer); INSERT INTO t VALUES (42)", "djauth_probe")
+        pg.halt()
+        assert not dbservers.port_is_open(port)
+        assert tmpdir.exists()
+        pg.halt()  # idempotent
+        pg.restart()
+        assert pg.port == port and dbservers.port_is_open(port)
+        assert pg.psql("SELECT x FROM t", "djauth_probe").strip() == "42"
+    assert not dbservers.port_is_open(port)
+    assert not tmpdir.exists()
+    assert not dbservers._running
+
+
 def test_server_is_stopped_when_the_block_raises():
     _need(dbservers.postgres_available, dbservers.PG_APT_PACKAGES)
     with pytest.raises(ZeroDivisionError):

@@ -4,7 +4,8 @@
 //! password is checked, in one atomic upsert per key: a burst of concurrent tries can never
 //! get more than `limit` password checks through, whatever the timing. A success clears both
 //! counts. A key is locked once `limit` attempts are counted within `window` seconds, and
-//! stays locked until `cooloff` seconds pass without an attempt.
+//! stays locked until `cooloff` seconds after its last counted attempt; attempts on a locked
+//! key are refused from a read, uncounted, so a burst takes no write locks.
 
 use super::{Backend, DbConnection, DbError, Dialect};
 use diesel::connection::Connection;
@@ -42,6 +43,7 @@ pub struct Lockout {
     policy: Policy,
     upsert: String,
     read: String,
+    read_state: String,
     clear: String,
 }
 
@@ -49,6 +51,14 @@ pub struct Lockout {
 struct CountRow {
     #[diesel(sql_type = BigInt)]
     failures: i64,
+}
+
+#[derive(QueryableByName)]
+struct StateRow {
+    #[diesel(sql_type = BigInt)]
+    failures: i64,
+    #[diesel(sql_type = BigInt)]
+    last_at: i64,
 }
 
 /// `lock_key` is a varchar(255): longer usernames are counted by their first 255 characters.
@@ -66,6 +76,11 @@ impl Lockout {
             upsert: Self::portable_upsert(backend),
             read: format!(
                 "SELECT failures FROM djauth_login_failures WHERE kind = {} AND lock_key = {}",
+                p(1),
+                p(2)
+            ),
+            read_state: format!(
+                "SELECT failures, last_at FROM djauth_login_failures WHERE kind = {} AND lock_key = {}",
                 p(1),
                 p(2)
             ),
@@ -137,30 +152,93 @@ impl Lockout {
         key: &str,
         now: i64,
     ) -> Result<i64, DbError> {
+        self.write_transaction(conn, |conn| self.count(conn, kind, key, now))
+    }
+
+    /// One attempt against every key (a username and a client address): `false` when any
+    /// of them has used up its attempts. A key already locked answers from a read, without
+    /// writing: a burst against a locked key costs no write locks (SQLite has one).
+    /// Otherwise all keys are counted in one transaction.
+    pub fn allow(
+        &self,
+        conn: &mut DbConnection,
+        keys: &[(Kind, &str)],
+        now: i64,
+    ) -> Result<bool, DbError> {
+        for (kind, key) in keys {
+            let rows: Vec<StateRow> = diesel::sql_query(&self.read_state)
+                .bind::<Text, _>(kind.code())
+                .bind::<Text, _>(key_of(key))
+                .load(conn)?;
+            if rows.first().is_some_and(|r| {
+                r.failures >= self.policy.limit && r.last_at > now - self.policy.cooloff
+            }) {
+                return Ok(false);
+            }
+        }
+        self.write_transaction(conn, |conn| {
+            let mut allowed = true;
+            for (kind, key) in keys {
+                allowed &= self.count(conn, *kind, key, now)? <= self.policy.limit;
+            }
+            Ok(allowed)
+        })
+    }
+
+    fn count(
+        &self,
+        conn: &mut DbConnection,
+        kind: Kind,
+        key: &str,
+        now: i64,
+    ) -> Result<i64, DbError> {
         let key = key_of(key);
         let Policy {
             limit,
             window,
             cooloff,
         } = self.policy;
-        conn.transaction::<_, DbError, _>(|conn| {
-            let q = diesel::sql_query(&self.upsert)
-                .bind::<Text, _>(kind.code())
-                .bind::<Text, _>(&key)
-                .bind::<BigInt, _>(now)
-                .bind::<BigInt, _>(now)
-                .bind::<BigInt, _>(limit)
-                .bind::<BigInt, _>(now - window)
-                .bind::<BigInt, _>(limit)
-                .bind::<BigInt, _>(now - cooloff);
-            q.execute(conn)?;
-            // Same transaction, row still locked by the upsert: this is our own count.
-            let rows: Vec<CountRow> = diesel::sql_query(&self.read)
-                .bind::<Text, _>(kind.code())
-                .bind::<Text, _>(&key)
-                .load(conn)?;
-            Ok(rows.first().map_or(1, |r| r.failures))
-        })
+        diesel::sql_query(&self.upsert)
+            .bind::<Text, _>(kind.code())
+            .bind::<Text, _>(&key)
+            .bind::<BigInt, _>(now)
+            .bind::<BigInt, _>(now)
+            .bind::<BigInt, _>(limit)
+            .bind::<BigInt, _>(now - window)
+            .bind::<BigInt, _>(limit)
+            .bind::<BigInt, _>(now - cooloff)
+            .execute(conn)?;
+        // Same transaction, row still locked by the upsert: this is our own count.
+        let rows: Vec<CountRow> = diesel::sql_query(&self.read)
+            .bind::<Text, _>(kind.code())
+            .bind::<Text, _>(&key)
+            .load(conn)?;
+        Ok(rows.first().map_or(1, |r| r.failures))
+    }
+
+    /// A transaction that writes. On SQLite it takes the write lock up front (`BEGIN
+    /// IMMEDIATE`): a deferred one that reads first and then writes can only fail with
+    /// "database is locked" when another writer got there in between.
+    fn write_transaction<T>(
+        &self,
+        conn: &mut DbConnection,
+        f: impl FnOnce(&mut DbConnection) -> Result<T, DbError>,
+    ) -> Result<T, DbError> {
+        use diesel::connection::SimpleConnection;
+        if self.backend != Backend::Sqlite {
+            return conn.transaction(f);
+        }
+        conn.batch_execute("BEGIN IMMEDIATE")?;
+        match f(conn) {
+            Ok(v) => {
+                conn.batch_execute("COMMIT")?;
+                Ok(v)
+            }
+            Err(e) => {
+                let _ = conn.batch_execute("ROLLBACK");
+                Err(e)
+            }
+        }
     }
 
     /// A successful login (or `djauth unlock`) clears the count.

@@ -415,8 +415,11 @@ mod lockout {
             for _ in 0..8 {
                 s.spawn(|| {
                     let mut conn = pool.get().unwrap();
-                    for _ in 0..25 {
-                        if l.attempt(&mut conn, Kind::Username, "bob", 5000).unwrap() <= 3 {
+                    for i in 0..25 {
+                        // One username, many addresses: the username's count decides.
+                        let ip = format!("192.0.2.{i}");
+                        let keys = [(Kind::Username, "bob"), (Kind::Address, ip.as_str())];
+                        if l.allow(&mut conn, &keys, 5000).unwrap() {
                             allowed.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                         }
                     }

@@ -175,7 +175,9 @@ pub fn service_unavailable(reason: &str) -> HttpResponse {
     HttpResponse::ServiceUnavailable()
         .insert_header((header::RETRY_AFTER, "5"))
         .content_type("text/plain; charset=utf-8")
-        .body("Service unavailable: the database cannot be reached.\n")
+        .body(
+            "Service unavailable: the database cannot be reached or is busy; try again shortly.\n",
+        )
 }
 
 fn tracing_free_log(reason: &str) {

@@ -465,12 +465,9 @@ fn authenticate_throttled(
     let lockout = &st.lockout;
     if lockout.enabled() {
         let now = crate::formats::signing::now_unix().floor() as i64;
-        let limit = lockout.policy().limit;
-        let mut over = lockout.attempt(conn, Kind::Username, username, now)? > limit;
-        if let Some(ip) = address {
-            over |= lockout.attempt(conn, Kind::Address, ip, now)? > limit;
-        }
-        if over {
+        let mut keys = vec![(Kind::Username, username)];
+        keys.extend(address.map(|ip| (Kind::Address, ip)));
+        if !lockout.allow(conn, &keys, now)? {
             return Ok(LoginOutcome::Locked);
         }
     }

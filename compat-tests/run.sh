@@ -122,6 +122,7 @@ DJAUTH_BIN="$(cd "$(dirname "$DJAUTH_BIN")" && pwd)/$(basename "$DJAUTH_BIN")"  
 export DJAUTH_BIN
 
 # --- run -------------------------------------------------------------------------------
+ONE_VERSION="${DJAUTH_ONE_VERSION:-5.2}"
 declare -A status
 failed=0
 for v in "${versions[@]}"; do
@@ -131,8 +132,12 @@ for v in "${versions[@]}"; do
         failed=1
         continue
     fi
-    log "Django $v: pytest"
-    (cd "$HERE" && DJAUTH_DJANGO_VERSION="$v" "$py" -m pytest -q)
+    # Suites marked one_version test djauth's own behaviour (browser, lockout, faults), not
+    # a Django format: they run with the default version only, to keep CI within its budget.
+    select=()
+    [ "$v" = "$ONE_VERSION" ] || select=(-m "not one_version")
+    log "Django $v: pytest ${select[*]}"
+    (cd "$HERE" && DJAUTH_DJANGO_VERSION="$v" "$py" -m pytest -q "${select[@]}")
     rc=$?
     if [ $rc -eq 0 ]; then
         status[$v]="passed ($((SECONDS - start)) s)"

@@ -35,6 +35,9 @@ import pytest
 import djcompat
 from test_web import DJANGO_SIDE, start_djauth
 
+# djauth's pages in a real browser: the crossing is the same for every Django version.
+pytestmark = pytest.mark.one_version
+
 
 def _executable(env_name, *names):
     path = os.environ.get(env_name)

@@ -5,8 +5,15 @@
 # One feature set everywhere, so cargo builds djauth once per run.
 export DJAUTH_CARGO_FEATURES ?= mysql
 
+# Fuzzing smoke run (fuzz/README.md): the four cheapest targets for this many seconds each,
+# after a sanitizer build of its own (cold: ~9 min on 2 cores; after a change to djauth only:
+# ~3 min). 0 replays the seed corpus without fuzzing. Off by default: a cold sanitizer build
+# does not fit CI's time budget beside the Django suites (`make test FUZZ_SMOKE_SECONDS=10`).
+FUZZ_SMOKE_SECONDS ?= off
+
 test: deps
 	cargo test --all-targets --features "$(DJAUTH_CARGO_FEATURES)"
+	$(if $(filter off,$(FUZZ_SMOKE_SECONDS)),@echo "== fuzz smoke run skipped",fuzz/run.sh smoke $(FUZZ_SMOKE_SECONDS))
 	compat-tests/run.sh
 
 deps:

@@ -228,7 +228,15 @@ pub fn expiry_age(expiry: &Expiry, now: DateTime<Utc>, session_cookie_age: i64) 
 pub fn expiry_date(expiry: &Expiry, now: DateTime<Utc>, session_cookie_age: i64) -> DateTime<Utc> {
     match expiry {
         Expiry::At(at) => at.with_timezone(&Utc),
-        Expiry::Seconds(s) => now + chrono::Duration::microseconds((s * 1e6) as i64),
+        // A number of seconds past chrono's range (about 262,000 years) saturates instead of
+        // panicking; Django raises OverflowError for far less.
+        Expiry::Seconds(s) => now
+            .checked_add_signed(chrono::Duration::microseconds((s * 1e6) as i64))
+            .unwrap_or(if *s > 0.0 {
+                DateTime::<Utc>::MAX_UTC
+            } else {
+                DateTime::<Utc>::MIN_UTC
+            }),
         Expiry::Default | Expiry::BrowserClose => {
             now + chrono::Duration::seconds(session_cookie_age)
         }

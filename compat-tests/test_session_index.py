@@ -44,7 +44,9 @@ import djcompat
 from dbfixtures import mariadb_server, pg_server  # noqa: F401  (fixtures)
 from djcompat import INPROCESS
 
-pytestmark = pytest.mark.skipif(INPROCESS, reason="needs the djauth binary (serve, migrate); reference_djauth.py has neither")
+# djauth's own behaviour against Django's session format, which is the same in every
+# supported version (test_web and test_sessions cross it per version): one version suffices.
+pytestmark = [pytest.mark.skipif(INPROCESS, reason="needs the djauth binary (serve, migrate); reference_djauth.py has neither"), pytest.mark.one_version]
 
 DJANGO_VERSION = os.environ.get("DJAUTH_DJANGO_VERSION", "5.2")
 MD5 = "django.contrib.auth.hashers.MD5PasswordHasher"

@@ -43,7 +43,9 @@ import djcompat
 from conftest import SEED
 from dbfixtures import DjangoProject, TestDatabase, hashers, pg_server  # noqa: F401  (fixture)
 
-pytestmark = pytest.mark.skipif(djcompat.INPROCESS, reason="needs the djauth binary and the example app")
+# djauth's own behaviour against Django's session format, which is the same in every
+# supported version (test_web and test_sessions cross it per version): one version suffices.
+pytestmark = [pytest.mark.skipif(djcompat.INPROCESS, reason="needs the djauth binary and the example app"), pytest.mark.one_version]
 
 DJANGO_VERSION = "%d.%d" % django.VERSION[:2]
 EXAMPLE_BIN = Path(os.environ.get("DJAUTH_EXAMPLE_BIN")

@@ -294,47 +294,89 @@ impl SessionIndex {
         let mut done = CatchUp::default();
         let mut after = 0i64;
         loop {
-            let rows: Vec<QueueRow> = diesel::sql_query(&self.queue_batch)
-                .bind::<BigInt, _>(after)
-                .bind::<BigInt, _>(end)
-                .load(conn)?;
-            let Some(last) = rows.last().map(|r| r.seq) else {
+            // One batch at a time across every process: read, decode and write under one lock.
+            // Two overlapping catch-ups could otherwise interleave so that one that read a
+            // row before Django's login filled it in drops the entry the other just wrote
+            // for the filled-in row, after that one consumed both queue entries.
+            let batch = self.serialized(conn, |conn| {
+                let rows: Vec<QueueRow> = diesel::sql_query(&self.queue_batch)
+                    .bind::<BigInt, _>(after)
+                    .bind::<BigInt, _>(end)
+                    .load(conn)?;
+                let Some(last) = rows.last().map(|r| r.seq) else {
+                    return Ok(None);
+                };
+                let indexed = self.apply_batch(conn, codec, &rows)?;
+                Ok(Some((rows.len(), indexed, last)))
+            })?;
+            let Some((queued, indexed, last)) = batch else {
                 break;
             };
-            let users = decode_users(codec, &rows);
-            // A key written twice in the batch is decoded twice from the same current row;
-            // the later entry wins, which is the same answer.
-            let mut owned: Vec<(&str, &str)> = vec![];
-            let mut anonymous: Vec<&str> = vec![];
-            for (row, user) in rows.iter().zip(&users) {
-                match user {
-                    Some(u) => owned.push((&row.session_key, u)),
-                    None => anonymous.push(&row.session_key),
-                }
-            }
-            owned.sort_unstable();
-            owned.dedup_by(|a, b| a.0 == b.0);
-            let now = datetime_to_text(self.backend, super::now_utc());
-            conn.transaction::<_, DbError, _>(|conn| {
-                for chunk in owned.chunks(CHUNK) {
-                    self.upsert_users(conn, chunk, &now)?;
-                }
-                for chunk in anonymous.chunks(CHUNK) {
-                    delete_keys(conn, self.backend, "djauth_session_index", chunk)?;
-                }
-                // Exactly the entries read: a lower number can commit after a higher one (numbers
-                // are handed out at insert, not at commit), and must survive for the next run.
-                let seqs: Vec<i64> = rows.iter().map(|r| r.seq).collect();
-                for chunk in seqs.chunks(CHUNK) {
-                    self.queue_done(conn, chunk)?;
-                }
-                Ok(())
-            })?;
-            done.queued += rows.len();
-            done.indexed += owned.len();
+            done.queued += queued;
+            done.indexed += indexed;
             after = last;
         }
         Ok(done)
+    }
+
+    /// Runs `f` in a write transaction that no other catch-up runs beside, in any process.
+    fn serialized<T>(
+        &self,
+        conn: &mut DbConnection,
+        f: impl FnOnce(&mut DbConnection) -> Result<T, DbError>,
+    ) -> Result<T, DbError> {
+        use diesel::connection::SimpleConnection;
+        match self.backend {
+            // BEGIN IMMEDIATE: SQLite has one writer at a time.
+            Backend::Sqlite => super::write_transaction(conn, self.backend, f),
+            Backend::Postgres => conn.transaction(|conn| {
+                conn.batch_execute("SELECT pg_advisory_xact_lock(7361209467)")?;
+                f(conn)
+            }),
+            Backend::Mysql => {
+                conn.batch_execute("DO GET_LOCK('djauth_session_index', 60)")?;
+                let result = conn.transaction(f);
+                let _ = conn.batch_execute("DO RELEASE_LOCK('djauth_session_index')");
+                result
+            }
+        }
+    }
+
+    /// Indexes one batch of queue entries and consumes exactly those; how many sessions
+    /// were found to belong to a user.
+    fn apply_batch(
+        &self,
+        conn: &mut DbConnection,
+        codec: &SessionCodec,
+        rows: &[QueueRow],
+    ) -> Result<usize, DbError> {
+        let users = decode_users(codec, rows);
+        // A key written twice in the batch is decoded twice from the same current row;
+        // the later entry wins, which is the same answer.
+        let mut owned: Vec<(&str, &str)> = vec![];
+        let mut anonymous: Vec<&str> = vec![];
+        for (row, user) in rows.iter().zip(&users) {
+            match user {
+                Some(u) => owned.push((&row.session_key, u)),
+                None => anonymous.push(&row.session_key),
+            }
+        }
+        owned.sort_unstable();
+        owned.dedup_by(|a, b| a.0 == b.0);
+        let now = datetime_to_text(self.backend, super::now_utc());
+        for chunk in owned.chunks(CHUNK) {
+            self.upsert_users(conn, chunk, &now)?;
+        }
+        for chunk in anonymous.chunks(CHUNK) {
+            delete_keys(conn, self.backend, "djauth_session_index", chunk)?;
+        }
+        // Exactly the entries read: a lower number can commit after a higher one (numbers
+        // are handed out at insert, not at commit), and must survive for the next run.
+        let seqs: Vec<i64> = rows.iter().map(|r| r.seq).collect();
+        for chunk in seqs.chunks(CHUNK) {
+            self.queue_done(conn, chunk)?;
+        }
+        Ok(owned.len())
     }
 
     fn queue_done(&self, conn: &mut DbConnection, seqs: &[i64]) -> Result<(), DbError> {

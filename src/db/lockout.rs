@@ -8,7 +8,6 @@
 //! key are refused from a read, uncounted, so a burst takes no write locks.
 
 use super::{Backend, DbConnection, DbError, Dialect};
-use diesel::connection::Connection;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text};
 
@@ -224,21 +223,7 @@ impl Lockout {
         conn: &mut DbConnection,
         f: impl FnOnce(&mut DbConnection) -> Result<T, DbError>,
     ) -> Result<T, DbError> {
-        use diesel::connection::SimpleConnection;
-        if self.backend != Backend::Sqlite {
-            return conn.transaction(f);
-        }
-        conn.batch_execute("BEGIN IMMEDIATE")?;
-        match f(conn) {
-            Ok(v) => {
-                conn.batch_execute("COMMIT")?;
-                Ok(v)
-            }
-            Err(e) => {
-                let _ = conn.batch_execute("ROLLBACK");
-                Err(e)
-            }
-        }
+        super::write_transaction(conn, self.backend, f)
     }
 
     /// A successful login (or `djauth unlock`) clears the count.

@@ -280,6 +280,31 @@ pub fn text_to_datetime(text: &str) -> Option<chrono::NaiveDateTime> {
         .find_map(|f| chrono::NaiveDateTime::parse_from_str(t, f).ok())
 }
 
+/// A transaction that writes. On SQLite it takes the write lock up front (`BEGIN
+/// IMMEDIATE`): a deferred one that reads first and then writes can only fail with
+/// "database is locked" when another writer got there in between — and it makes writers
+/// that read first take turns.
+pub fn write_transaction<T>(
+    conn: &mut DbConnection,
+    backend: Backend,
+    f: impl FnOnce(&mut DbConnection) -> Result<T, DbError>,
+) -> Result<T, DbError> {
+    if backend != Backend::Sqlite {
+        return conn.transaction(f);
+    }
+    conn.batch_execute("BEGIN IMMEDIATE")?;
+    match f(conn) {
+        Ok(v) => {
+            conn.batch_execute("COMMIT")?;
+            Ok(v)
+        }
+        Err(e) => {
+            let _ = conn.batch_execute("ROLLBACK");
+            Err(e)
+        }
+    }
+}
+
 /// "Now", truncated to the microseconds every backend stores.
 pub fn now_utc() -> chrono::NaiveDateTime {
     use chrono::Timelike;

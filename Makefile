@@ -6,9 +6,10 @@
 export DJAUTH_CARGO_FEATURES ?= mysql
 
 # Fuzzing smoke run (fuzz/README.md): the four cheapest targets for this many seconds each,
-# after a sanitizer build of its own (cold: ~9 min on 2 cores; after a change to djauth only:
-# ~3 min). 0 replays the seed corpus without fuzzing. Off by default: a cold sanitizer build
-# does not fit CI's time budget beside the Django suites (`make test FUZZ_SMOKE_SECONDS=10`).
+# after a sanitizer build of its own (cold: 15 CPU-minutes, so 8+ min on 2 idle cores, 18 min
+# measured on a busy one; after a change to djauth only: 2-5 min). 0 replays the seed corpus
+# without fuzzing. Off by default: a cold sanitizer build does not fit CI's time budget beside
+# the Django suites (`make test FUZZ_SMOKE_SECONDS=10`).
 FUZZ_SMOKE_SECONDS ?= off
 
 test: deps

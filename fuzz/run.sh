@@ -10,14 +10,17 @@
 # RUSTC_BOOTSTRAP=1, plus debug assertions and overflow checks. Then runs each target for
 # SECONDS on fuzz/corpus/<target> (committed seeds are the seed-* files there; libFuzzer adds
 # the rest), crashes going to fuzz/artifacts/<target>/. Exits 1 if any target crashed.
-# `smoke` is the cheap subset CI runs (see the Makefile).
+# `smoke` is the cheap subset `make test FUZZ_SMOKE_SECONDS=N` runs (see the Makefile).
 #
-# If cargo-fuzz is installed and DJAUTH_FUZZ_CARGO_FUZZ=1, `cargo fuzz run` is used instead.
+# If cargo-fuzz is installed (0.13 works on stable this way), `cargo fuzz build/run -a` is used
+# instead, with RUSTC_BOOTSTRAP=1 too; DJAUTH_FUZZ_CARGO_FUZZ=0 keeps the plain cargo build.
 # Environment: DJAUTH_FUZZ_JOBS (cargo -j), NICE (default 10), FUZZ_TARGET_DIR (fuzz/target).
 set -euo pipefail
+# FUZZ_TARGET_DIR may be relative to where this was started.
+TARGET_DIR="$(realpath -m "${FUZZ_TARGET_DIR:-$(dirname "${BASH_SOURCE[0]}")/target}")"
 cd "$(dirname "${BASH_SOURCE[0]}")"
 
-usage() { sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,6p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
 ALL_TARGETS=()
 for f in fuzz_targets/*.rs; do ALL_TARGETS+=("$(basename "$f" .rs)"); done
@@ -46,12 +49,11 @@ fi
 extra_args=("$@")
 
 TRIPLE=x86_64-unknown-linux-gnu
-TARGET_DIR="${FUZZ_TARGET_DIR:-$PWD/target}"
 NICE="${NICE:-10}"
 export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_odr_violation=0"
 
 use_cargo_fuzz=0
-if [ "${DJAUTH_FUZZ_CARGO_FUZZ:-0}" = 1 ] && cargo fuzz --version >/dev/null 2>&1; then
+if [ "${DJAUTH_FUZZ_CARGO_FUZZ:-1}" = 1 ] && cargo fuzz --version >/dev/null 2>&1; then
     use_cargo_fuzz=1
 fi
 
@@ -77,14 +79,27 @@ build() {
     echo "== fuzz: building ${targets[*]} (sancov + ASan, release, $TRIPLE) in $TARGET_DIR" >&2
     # --target keeps build scripts and proc macros uninstrumented, as cargo-fuzz does.
     RUSTC_BOOTSTRAP=1 RUSTFLAGS="${flags[*]} ${RUSTFLAGS:-}" \
-        nice -n "$NICE" cargo build --release --locked --target "$TRIPLE" \
+        nice -n "$NICE" cargo build --release --target "$TRIPLE" \
         --target-dir "$TARGET_DIR" "${bins[@]}" ${DJAUTH_FUZZ_JOBS:+-j "$DJAUTH_FUZZ_JOBS"}
     echo "== fuzz: build took $((SECONDS - start)) s" >&2
 }
 
-if [ "$use_cargo_fuzz" = 0 ]; then
-    build
+cargo_fuzz_build() {
+    local start=$SECONDS
+    echo "== fuzz: cargo fuzz build -a ${targets[*]} in $TARGET_DIR" >&2
+    for t in "${targets[@]}"; do
+        (cd .. && RUSTC_BOOTSTRAP=1 nice -n "$NICE" cargo fuzz build -a --target-dir "$TARGET_DIR" "$t")
+    done
+    echo "== fuzz: build took $((SECONDS - start)) s" >&2
+}
+
+# The dependency versions are the main crate's: start from its lock file (not committed here);
+# cargo adds libfuzzer-sys and drops what only the main crate's tests use.
+if [ ! -f Cargo.lock ] || [ ../Cargo.lock -nt Cargo.lock ]; then
+    cp ../Cargo.lock Cargo.lock
 fi
+
+if [ "$use_cargo_fuzz" = 1 ]; then cargo_fuzz_build; else build; fi
 [ "$what" = build ] && exit 0
 
 summary=()
@@ -99,7 +114,8 @@ for t in "${targets[@]}"; do
           -artifact_prefix="$PWD/artifacts/$t/" "${extra_args[@]}")
     set +e
     if [ "$use_cargo_fuzz" = 1 ]; then
-        (cd .. && RUSTC_BOOTSTRAP=1 nice -n "$NICE" cargo fuzz run -a "$t" "fuzz/corpus/$t" -- "${args[@]}") 2>&1 | tee "$log" >&2
+        (cd .. && RUSTC_BOOTSTRAP=1 nice -n "$NICE" cargo fuzz run -a --target-dir "$TARGET_DIR" \
+            "$t" "fuzz/corpus/$t" -- "${args[@]}") 2>&1 | tee "$log" >&2
     else
         nice -n "$NICE" "$TARGET_DIR/$TRIPLE/release/$t" "${args[@]}" "corpus/$t" 2>&1 | tee "$log" >&2
     fi

@@ -213,6 +213,16 @@ mod fuzz_regressions {
         assert!(CryptHasher.encode("hunter2", "a\u{1}").is_err());
     }
 
+    /// Found by reading while writing fuzz/hashers: m=4294967295 made verification try to
+    /// allocate 4 TiB and abort the process.
+    #[test]
+    fn argon2_memory_cost_is_capped() {
+        use crate::formats::hashers::Argon2Hasher;
+        let h = Argon2Hasher::default();
+        let huge = "argon2$argon2id$v=19$m=4294967295,t=2,p=8$c2FsdHNhbHQ$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+        assert!(h.verify("pw", huge).is_err() || h.verify("pw", huge) == Ok(false));
+    }
+
     /// fuzz/session: a `_session_expiry` of 1e300 seconds overflowed `now + TimeDelta` in
     /// `expiry_date` (a panic on every save of that session and every `/api/v1/me`).
     #[test]

@@ -133,6 +133,9 @@ impl PasswordHasher for Pbkdf2Hasher {
 
 // ---------------------------------------------------------------- Argon2
 
+/// The largest argon2 memory cost (KiB) djauth will verify.
+const ARGON2_MAX_MEMORY_KIB: u32 = 4 * 1024 * 1024;
+
 /// `Argon2PasswordHasher`: argon2id, t=2, m=102400 KiB, p=8, 32-byte tag (argon2-cffi's
 /// defaults), salt = the ASCII salt string's bytes.
 pub struct Argon2Hasher {
@@ -206,6 +209,11 @@ impl Argon2Hasher {
         let (Some(m), Some(t), Some(p)) = (m, t, p) else {
             return Err(bad("missing m, t or p"));
         };
+        // A stored hash must not make one login allocate any amount of memory (the allocation
+        // failure aborts the process); 4 GiB is 40x Django's default.
+        if m > ARGON2_MAX_MEMORY_KIB {
+            return Err(bad("memory cost exceeds 4 GiB"));
+        }
         let b64 = |s: &str| {
             STANDARD_NO_PAD
                 .decode(s.trim_end_matches('='))

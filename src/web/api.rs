@@ -2,7 +2,7 @@
 //! `/auth/verify` (nginx `auth_request`, Traefik `forwardAuth`), and the OpenAPI document,
 //! generated from the handlers' annotations.
 
-use super::ctx::{blocking, Ctx};
+use super::ctx::blocking;
 use super::sessions::json_error;
 use super::AppState;
 use crate::db::perms::Permissions;
@@ -102,14 +102,6 @@ fn query_flag(req: &HttpRequest, name: &str) -> bool {
         .is_some_and(|v| matches!(v.as_str(), "1" | "true" | "yes" | "on"))
 }
 
-/// The request's user, or the JSON 401 every API endpoint answers for anonymous requests.
-async fn api_user(
-    state: &web::Data<AppState>,
-    ctx: &mut Ctx,
-) -> Result<Option<User>, HttpResponse> {
-    ctx.user(state).await
-}
-
 /// What a user's groups and permissions are, in one trip to the blocking pool.
 async fn load_authz(
     state: &web::Data<AppState>,
@@ -148,13 +140,9 @@ async fn load_authz(
     responses((status = 200, body = Me), (status = 401, body = ApiError)))]
 pub async fn me(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     let mut ctx = begin_or_return!(state, req);
-    let user = match api_user(&state, &mut ctx).await {
-        Ok(Some(u)) => u,
-        Ok(None) => {
-            let resp = json_error(StatusCode::UNAUTHORIZED, "not logged in");
-            return ctx.finish(&state, resp).await;
-        }
-        Err(resp) => return resp,
+    let user = match super::sessions::api_user(&state, &mut ctx).await {
+        Ok(u) => u,
+        Err(resp) => return ctx.finish(&state, resp).await,
     };
     let (perms, groups) = match load_authz(&state, &user, true, true).await {
         Ok(x) => x,
@@ -190,13 +178,9 @@ pub async fn me(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
               (status = 401, body = ApiError)))]
 pub async fn has_perm(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     let mut ctx = begin_or_return!(state, req);
-    let user = match api_user(&state, &mut ctx).await {
-        Ok(Some(u)) => u,
-        Ok(None) => {
-            let resp = json_error(StatusCode::UNAUTHORIZED, "not logged in");
-            return ctx.finish(&state, resp).await;
-        }
-        Err(resp) => return resp,
+    let user = match super::sessions::api_user(&state, &mut ctx).await {
+        Ok(u) => u,
+        Err(resp) => return ctx.finish(&state, resp).await,
     };
     let wanted = query_all(&req, "perm");
     if wanted.is_empty() {

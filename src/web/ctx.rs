@@ -213,16 +213,25 @@ async fn resolve_signed(
                 return Ok(Resolution::Flush);
             }
         }
-        auth::resolve(
-            &data,
-            &st.settings.authentication_backends,
-            &st.auth_hasher,
-            |pk| st.users.get_by_pk(&mut conn, pk).map_err(|e| e.to_string()),
-        )
+        resolve_on(&st, &mut conn, &data)
     })
     .await
     .map_err(|e| service_unavailable(&e.to_string()))?
     .map_err(|e| service_unavailable(&e))
+}
+
+/// `get_user` for `data` on a connection already checked out.
+fn resolve_on(
+    st: &AppState,
+    conn: &mut crate::db::DbConnection,
+    data: &SessionData,
+) -> Result<Resolution, String> {
+    auth::resolve(
+        data,
+        &st.settings.authentication_backends,
+        &st.auth_hasher,
+        |pk| st.users.get_by_pk(conn, pk).map_err(|e| e.to_string()),
+    )
 }
 
 /// `request.get_host()`: the Host (X-Forwarded-Host only when USE_X_FORWARDED_HOST trusts
@@ -331,12 +340,7 @@ impl Ctx {
                             }
                         };
                         let resolution = if auth::session_user_id(&data).is_some() {
-                            let r = auth::resolve(
-                                &data,
-                                &st.settings.authentication_backends,
-                                &st.auth_hasher,
-                                |pk| st.users.get_by_pk(&mut conn, pk).map_err(|e| e.to_string()),
-                            )?;
+                            let r = resolve_on(&st, &mut conn, &data)?;
                             if let Resolution::User(u) = &r {
                                 note_session_seen(
                                     &st,
@@ -535,12 +539,7 @@ impl Ctx {
         let data = self.session.data.clone();
         web::block(move || {
             let mut conn = st.pool.get().map_err(|e| e.to_string())?;
-            auth::resolve(
-                &data,
-                &st.settings.authentication_backends,
-                &st.auth_hasher,
-                |pk| st.users.get_by_pk(&mut conn, pk).map_err(|e| e.to_string()),
-            )
+            resolve_on(&st, &mut conn, &data)
         })
         .await
         .map_err(|e| service_unavailable(&e.to_string()))?

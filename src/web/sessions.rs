@@ -257,7 +257,10 @@ pub fn json_error(status: StatusCode, message: &str) -> HttpResponse {
 }
 
 /// The request's user, or the JSON 401.
-async fn api_user(state: &web::Data<AppState>, ctx: &mut Ctx) -> Result<User, HttpResponse> {
+pub(crate) async fn api_user(
+    state: &web::Data<AppState>,
+    ctx: &mut Ctx,
+) -> Result<User, HttpResponse> {
     match ctx.user(state).await? {
         Some(u) => Ok(u),
         None => Err(json_error(StatusCode::UNAUTHORIZED, "not logged in")),

@@ -102,10 +102,11 @@ pub fn refused(msg: impl std::fmt::Display) -> Failure {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     // Logs and audit events go to stderr; DJAUTH_LOG (tracing's filter syntax) chooses what.
+    // r2d2 logs every failed connection attempt; djauth reports the failure itself, once.
     let default = if matches!(cli.command, Command::Serve { .. }) {
-        "info"
+        "info,r2d2=off"
     } else {
-        "warn"
+        "warn,r2d2=off"
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("DJAUTH_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));

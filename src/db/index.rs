@@ -251,9 +251,9 @@ impl SessionIndex {
         session_key: &str,
         now: NaiveDateTime,
     ) -> Result<(), DbError> {
-        diesel::sql_query(&self.touch)
-            .bind::<Text, _>(datetime_to_text(self.backend, now))
-            .bind::<Text, _>(session_key)
+        super::prepared(&self.touch)
+            .bind(datetime_to_text(self.backend, now))
+            .bind(session_key)
             .execute(conn)?;
         Ok(())
     }
@@ -265,9 +265,9 @@ impl SessionIndex {
         user_id: &str,
         now: NaiveDateTime,
     ) -> Result<Vec<IndexedSession>, DbError> {
-        let rows: Vec<ListRow> = diesel::sql_query(&self.list)
-            .bind::<Text, _>(user_id)
-            .bind::<Text, _>(datetime_to_text(self.backend, now))
+        let rows: Vec<ListRow> = super::prepared(&self.list)
+            .bind(user_id)
+            .bind(datetime_to_text(self.backend, now))
             .load(conn)?;
         Ok(rows
             .into_iter()
@@ -287,7 +287,7 @@ impl SessionIndex {
         conn: &mut DbConnection,
         codec: &SessionCodec,
     ) -> Result<CatchUp, DbError> {
-        let max: Vec<MaxRow> = diesel::sql_query(&self.queue_max).load(conn)?;
+        let max: Vec<MaxRow> = super::prepared(&self.queue_max).load(conn)?;
         let Some(end) = max.into_iter().next().and_then(|r| r.max_seq) else {
             return Ok(CatchUp::default());
         };
@@ -485,9 +485,7 @@ impl SessionIndex {
     }
 
     fn keys_of(&self, conn: &mut DbConnection, user_id: &str) -> Result<Vec<String>, DbError> {
-        let rows: Vec<KeyRow> = diesel::sql_query(&self.keys_of)
-            .bind::<Text, _>(user_id)
-            .load(conn)?;
+        let rows: Vec<KeyRow> = super::prepared(&self.keys_of).bind(user_id).load(conn)?;
         Ok(rows.into_iter().map(|r| r.session_key).collect())
     }
 
@@ -523,9 +521,7 @@ impl SessionIndex {
         conn: &mut DbConnection,
         user_id: &str,
     ) -> Result<Option<i64>, DbError> {
-        let rows: Vec<NotBeforeRow> = diesel::sql_query(&self.not_before)
-            .bind::<Text, _>(user_id)
-            .load(conn)?;
+        let rows: Vec<NotBeforeRow> = super::prepared(&self.not_before).bind(user_id).load(conn)?;
         Ok(rows.into_iter().next().map(|r| r.not_before))
     }
 

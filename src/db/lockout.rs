@@ -165,9 +165,9 @@ impl Lockout {
         now: i64,
     ) -> Result<bool, DbError> {
         for (kind, key) in keys {
-            let rows: Vec<StateRow> = diesel::sql_query(&self.read_state)
-                .bind::<Text, _>(kind.code())
-                .bind::<Text, _>(key_of(key))
+            let rows: Vec<StateRow> = super::prepared(&self.read_state)
+                .bind(kind.code())
+                .bind(key_of(key))
                 .load(conn)?;
             if rows.first().is_some_and(|r| {
                 r.failures >= self.policy.limit && r.last_at > now - self.policy.cooloff
@@ -208,9 +208,9 @@ impl Lockout {
             .bind::<BigInt, _>(now - cooloff)
             .execute(conn)?;
         // Same transaction, row still locked by the upsert: this is our own count.
-        let rows: Vec<CountRow> = diesel::sql_query(&self.read)
-            .bind::<Text, _>(kind.code())
-            .bind::<Text, _>(&key)
+        let rows: Vec<CountRow> = super::prepared(&self.read)
+            .bind(kind.code())
+            .bind(&key)
             .load(conn)?;
         Ok(rows.first().map_or(1, |r| r.failures))
     }
@@ -228,9 +228,9 @@ impl Lockout {
 
     /// A successful login (or `djauth unlock`) clears the count.
     pub fn clear(&self, conn: &mut DbConnection, kind: Kind, key: &str) -> Result<usize, DbError> {
-        Ok(diesel::sql_query(&self.clear)
-            .bind::<Text, _>(kind.code())
-            .bind::<Text, _>(key_of(key))
+        Ok(super::prepared(&self.clear)
+            .bind(kind.code())
+            .bind(key_of(key))
             .execute(conn)?)
     }
 

@@ -163,19 +163,50 @@ impl Target {
 pub struct Manager(pub Target);
 
 impl ManageConnection for Manager {
-    type Connection = DbConnection;
+    type Connection = PoolConn;
     type Error = DbError;
 
-    fn connect(&self) -> Result<DbConnection, DbError> {
-        self.0.establish()
+    fn connect(&self) -> Result<PoolConn, DbError> {
+        Ok(PoolConn {
+            db: self.0.establish()?,
+            checked: std::time::Instant::now(),
+        })
     }
 
-    fn is_valid(&self, conn: &mut DbConnection) -> Result<(), DbError> {
-        conn.batch_execute("SELECT 1").map_err(DbError::Query)
+    fn is_valid(&self, conn: &mut PoolConn) -> Result<(), DbError> {
+        // A `SELECT 1` before every checkout would be one more statement (a round trip on
+        // PostgreSQL and MySQL) per request. A connection checked within the last second is
+        // handed out as it is: a server restart keeps connections idle for longer than that,
+        // so they are all checked (and replaced) when it comes back.
+        if conn.checked.elapsed() < Duration::from_secs(1) {
+            return Ok(());
+        }
+        conn.db.batch_execute("SELECT 1").map_err(DbError::Query)?;
+        conn.checked = std::time::Instant::now();
+        Ok(())
     }
 
-    fn has_broken(&self, _conn: &mut DbConnection) -> bool {
+    fn has_broken(&self, _conn: &mut PoolConn) -> bool {
         false
+    }
+}
+
+/// A pooled connection and when it was last known to work.
+pub struct PoolConn {
+    db: DbConnection,
+    checked: std::time::Instant,
+}
+
+impl std::ops::Deref for PoolConn {
+    type Target = DbConnection;
+    fn deref(&self) -> &DbConnection {
+        &self.db
+    }
+}
+
+impl std::ops::DerefMut for PoolConn {
+    fn deref_mut(&mut self) -> &mut DbConnection {
+        &mut self.db
     }
 }
 
@@ -199,6 +230,104 @@ pub fn pool(url: &str, max_size: u32) -> Result<(Pool, Backend), DbError> {
         .map_err(|e| DbError::Connect(e.to_string()))?;
     Ok((pool, backend))
 }
+
+/// Fixed SQL with text binds that diesel keeps prepared per connection. `sql_query` marks
+/// its text unsafe to cache, so every call would parse and plan the statement again; on the
+/// per-request queries that was the largest share of the time. Only for SQL built once (the
+/// cache is keyed by the text and never evicts).
+pub struct Prepared<'a> {
+    sql: &'a str,
+    binds: Vec<std::borrow::Cow<'a, str>>,
+}
+
+pub fn prepared(sql: &str) -> Prepared<'_> {
+    Prepared {
+        sql,
+        binds: Vec::with_capacity(3),
+    }
+}
+
+impl<'a> Prepared<'a> {
+    pub fn bind(mut self, value: impl Into<std::borrow::Cow<'a, str>>) -> Self {
+        self.binds.push(value.into());
+        self
+    }
+}
+
+impl diesel::query_builder::QueryId for Prepared<'_> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl diesel::query_builder::Query for Prepared<'_> {
+    type SqlType = diesel::sql_types::Untyped;
+}
+
+impl<DB> diesel::query_builder::QueryFragment<DB> for Prepared<'_>
+where
+    DB: diesel::backend::Backend + diesel::sql_types::HasSqlType<diesel::sql_types::Text>,
+    str: diesel::serialize::ToSql<diesel::sql_types::Text, DB>,
+{
+    fn walk_ast<'b>(
+        &'b self,
+        mut out: diesel::query_builder::AstPass<'_, 'b, DB>,
+    ) -> QueryResult<()> {
+        // diesel writes each placeholder itself as it binds (`?`, or `$n` counting from 1),
+        // so the text goes in between them.
+        let mut rest = self.sql;
+        let mut binds = self.binds.iter();
+        let mut n = 0;
+        while let Some((start, end, number)) = next_placeholder(rest) {
+            n += 1;
+            if number.is_some_and(|k| k != n) {
+                return Err(prepared_error(format!("placeholder ${n} expected: {rest}")));
+            }
+            let value = binds
+                .next()
+                .ok_or_else(|| prepared_error(format!("no value for placeholder {n}")))?;
+            out.push_sql(&rest[..start]);
+            out.push_bind_param::<diesel::sql_types::Text, str>(value.as_ref())?;
+            rest = &rest[end..];
+        }
+        out.push_sql(rest);
+        if binds.next().is_some() {
+            return Err(prepared_error(format!(
+                "more values than the {n} placeholders"
+            )));
+        }
+        Ok(())
+    }
+}
+
+fn prepared_error(msg: String) -> diesel::result::Error {
+    diesel::result::Error::QueryBuilderError(msg.into())
+}
+
+/// Where the next `?` or `$n` placeholder is: (start, end, n).
+fn next_placeholder(sql: &str) -> Option<(usize, usize, Option<usize>)> {
+    let bytes = sql.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'?' => return Some((i, i + 1, None)),
+            b'$' => {
+                let digits = bytes[i + 1..]
+                    .iter()
+                    .take_while(|b| b.is_ascii_digit())
+                    .count();
+                if digits > 0 {
+                    let end = i + 1 + digits;
+                    return Some((i, end, sql[i + 1..end].parse().ok()));
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
+impl<Conn> RunQueryDsl<Conn> for Prepared<'_> {}
 
 /// SQL spelling that differs between backends.
 #[derive(Debug, Clone, Copy)]

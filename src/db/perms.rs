@@ -129,9 +129,7 @@ impl PermissionQueries {
         let key = model
             .pk_for_db(&user.pk)
             .ok_or_else(|| DbError::Schema("invalid primary key".into()))?;
-        let rows: Vec<PermRow> = diesel::sql_query(&self.groups)
-            .bind::<Text, _>(&key)
-            .load(conn)?;
+        let rows: Vec<PermRow> = super::prepared(&self.groups).bind(&key).load(conn)?;
         // Sorted here, by code point as Python's sorted() does, not by the column collation.
         let mut names: Vec<String> = rows.into_iter().map(|r| r.perm).collect();
         names.sort();
@@ -155,7 +153,7 @@ impl PermissionQueries {
             return Ok(p);
         }
         if user.is_superuser {
-            let rows: Vec<PermRow> = diesel::sql_query(&self.all).load(conn)?;
+            let rows: Vec<PermRow> = super::prepared(&self.all).load(conn)?;
             p.user = rows.into_iter().map(|r| r.perm).collect();
             p.group = p.user.clone();
             return Ok(p);
@@ -163,9 +161,9 @@ impl PermissionQueries {
         let key = model
             .pk_for_db(&user.pk)
             .ok_or_else(|| DbError::Schema("invalid primary key".into()))?;
-        let rows: Vec<PermRow> = diesel::sql_query(&self.for_user)
-            .bind::<Text, _>(&key)
-            .bind::<Text, _>(&key)
+        let rows: Vec<PermRow> = super::prepared(&self.for_user)
+            .bind(&key)
+            .bind(&key)
             .load(conn)?;
         for r in rows {
             if r.source == "u" {

@@ -108,9 +108,9 @@ impl SessionTable {
         key: &str,
         now: NaiveDateTime,
     ) -> Result<Option<String>, DbError> {
-        let rows: Vec<DataRow> = diesel::sql_query(&self.load)
-            .bind::<Text, _>(key)
-            .bind::<Text, _>(datetime_to_text(self.backend, now))
+        let rows: Vec<DataRow> = super::prepared(&self.load)
+            .bind(key)
+            .bind(datetime_to_text(self.backend, now))
             .load(conn)?;
         Ok(rows.into_iter().next().map(|r| r.session_data))
     }
@@ -122,9 +122,9 @@ impl SessionTable {
         key: &str,
         now: NaiveDateTime,
     ) -> Result<Option<LoadedRow>, DbError> {
-        let rows: Vec<IndexedDataRow> = diesel::sql_query(&self.load_indexed)
-            .bind::<Text, _>(key)
-            .bind::<Text, _>(datetime_to_text(self.backend, now))
+        let rows: Vec<IndexedDataRow> = super::prepared(&self.load_indexed)
+            .bind(key)
+            .bind(datetime_to_text(self.backend, now))
             .load(conn)?;
         Ok(rows.into_iter().next().map(|r| LoadedRow {
             last_seen: r.last_seen.as_deref().and_then(super::text_to_datetime),
@@ -160,10 +160,10 @@ impl SessionTable {
         data: &str,
         expire: NaiveDateTime,
     ) -> Result<(), DbError> {
-        diesel::sql_query(&self.insert)
-            .bind::<Text, _>(key)
-            .bind::<Text, _>(data)
-            .bind::<Text, _>(datetime_to_text(self.backend, expire))
+        super::prepared(&self.insert)
+            .bind(key)
+            .bind(data)
+            .bind(datetime_to_text(self.backend, expire))
             .execute(conn)?;
         Ok(())
     }
@@ -176,10 +176,10 @@ impl SessionTable {
         data: &str,
         expire: NaiveDateTime,
     ) -> Result<(), SaveError> {
-        let n = diesel::sql_query(&self.update)
-            .bind::<Text, _>(data)
-            .bind::<Text, _>(datetime_to_text(self.backend, expire))
-            .bind::<Text, _>(key)
+        let n = super::prepared(&self.update)
+            .bind(data)
+            .bind(datetime_to_text(self.backend, expire))
+            .bind(key)
             .execute(conn)
             .map_err(DbError::from)?;
         if n == 0 {
@@ -211,9 +211,7 @@ impl SessionTable {
     }
 
     pub fn delete(&self, conn: &mut DbConnection, key: &str) -> Result<(), DbError> {
-        diesel::sql_query(&self.delete)
-            .bind::<Text, _>(key)
-            .execute(conn)?;
+        super::prepared(&self.delete).bind(key).execute(conn)?;
         Ok(())
     }
 
@@ -223,8 +221,8 @@ impl SessionTable {
         conn: &mut DbConnection,
         now: NaiveDateTime,
     ) -> Result<usize, DbError> {
-        Ok(diesel::sql_query(&self.clear_expired)
-            .bind::<Text, _>(datetime_to_text(self.backend, now))
+        Ok(super::prepared(&self.clear_expired)
+            .bind(datetime_to_text(self.backend, now))
             .execute(conn)?)
     }
 }

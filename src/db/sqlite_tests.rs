@@ -229,7 +229,7 @@ mod session_index {
             n: i64,
         }
         use diesel::RunQueryDsl;
-        diesel::sql_query(sql).load::<N>(&mut **conn).unwrap()[0].n
+        diesel::sql_query(sql).load::<N>(&mut ***conn).unwrap()[0].n
     }
 
     #[test]

@@ -403,8 +403,8 @@ impl UserModel {
         conn: &mut DbConnection,
         username: &str,
     ) -> Result<Option<User>, DbError> {
-        let rows: Vec<UserRow> = diesel::sql_query(&self.sql.by_username)
-            .bind::<Text, _>(username)
+        let rows: Vec<UserRow> = super::prepared(&self.sql.by_username)
+            .bind(username)
             .load(conn)?;
         Ok(rows.into_iter().next().map(|r| self.row_to_user(r)))
     }
@@ -414,9 +414,7 @@ impl UserModel {
         let Some(key) = self.pk_for_db(pk) else {
             return Ok(None);
         };
-        let rows: Vec<UserRow> = diesel::sql_query(&self.sql.by_pk)
-            .bind::<Text, _>(key)
-            .load(conn)?;
+        let rows: Vec<UserRow> = super::prepared(&self.sql.by_pk).bind(key).load(conn)?;
         Ok(rows.into_iter().next().map(|r| self.row_to_user(r)))
     }
 
@@ -468,9 +466,9 @@ impl UserModel {
         let key = self
             .pk_for_db(&user.pk)
             .ok_or_else(|| DbError::Schema("invalid primary key".into()))?;
-        diesel::sql_query(&self.sql.set_password)
-            .bind::<Text, _>(&encoded)
-            .bind::<Text, _>(key)
+        super::prepared(&self.sql.set_password)
+            .bind(&encoded)
+            .bind(key)
             .execute(conn)?;
         user.password = encoded;
         Ok(())

@@ -2,7 +2,7 @@
 //! `/auth/verify` (nginx `auth_request`, Traefik `forwardAuth`), and the OpenAPI document,
 //! generated from the handlers' annotations.
 
-use super::ctx::blocking;
+use super::ctx::{authz_on, blocking, Ctx, Want};
 use super::sessions::json_error;
 use super::AppState;
 use crate::db::perms::Permissions;
@@ -102,34 +102,25 @@ fn query_flag(req: &HttpRequest, name: &str) -> bool {
         .is_some_and(|v| matches!(v.as_str(), "1" | "true" | "yes" | "on"))
 }
 
-/// What a user's groups and permissions are, in one trip to the blocking pool.
+/// A user's groups and permissions: those [`Ctx::begin_wanting`] loaded with the session, or
+/// one more trip to the blocking pool.
 async fn load_authz(
     state: &web::Data<AppState>,
+    ctx: &mut Ctx,
     user: &User,
-    want_perms: bool,
-    want_groups: bool,
+    want: Want,
 ) -> Result<(Option<Permissions>, Vec<String>), HttpResponse> {
+    if let Some(a) = ctx.take_authz(user) {
+        if a.perms.is_some() || !want.perms {
+            return Ok((a.perms, a.groups));
+        }
+    }
     let st = state.clone();
     let user = user.clone();
     let loaded = web::block(move || -> Result<_, String> {
         let mut conn = st.pool.get().map_err(|e| e.to_string())?;
-        let perms = if want_perms {
-            Some(
-                st.perms
-                    .load(&mut conn, &st.users, &user)
-                    .map_err(|e| e.to_string())?,
-            )
-        } else {
-            None
-        };
-        let groups = if want_groups {
-            st.perms
-                .groups(&mut conn, &st.users, &user)
-                .map_err(|e| e.to_string())?
-        } else {
-            vec![]
-        };
-        Ok((perms, groups))
+        let a = authz_on(&st, &mut conn, &user, want)?;
+        Ok((a.perms, a.groups))
     })
     .await;
     blocking(loaded)
@@ -139,12 +130,16 @@ async fn load_authz(
 #[utoipa::path(get, path = "/api/v1/me", tag = "user",
     responses((status = 200, body = Me), (status = 401, body = ApiError)))]
 pub async fn me(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    let mut ctx = begin_or_return!(state, req);
+    let want = Want {
+        perms: true,
+        groups: true,
+    };
+    let mut ctx = begin_or_return!(state, req, want);
     let user = match super::sessions::api_user(&state, &mut ctx).await {
         Ok(u) => u,
         Err(resp) => return ctx.finish(&state, resp).await,
     };
-    let (perms, groups) = match load_authz(&state, &user, true, true).await {
+    let (perms, groups) = match load_authz(&state, &mut ctx, &user, want).await {
         Ok(x) => x,
         Err(resp) => return resp,
     };
@@ -177,7 +172,11 @@ pub async fn me(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     responses((status = 200, body = HasPerm), (status = 400, body = ApiError),
               (status = 401, body = ApiError)))]
 pub async fn has_perm(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    let mut ctx = begin_or_return!(state, req);
+    let want = Want {
+        perms: true,
+        groups: false,
+    };
+    let mut ctx = begin_or_return!(state, req, want);
     let user = match super::sessions::api_user(&state, &mut ctx).await {
         Ok(u) => u,
         Err(resp) => return ctx.finish(&state, resp).await,
@@ -190,7 +189,7 @@ pub async fn has_perm(req: HttpRequest, state: web::Data<AppState>) -> HttpRespo
         );
         return ctx.finish(&state, resp).await;
     }
-    let perms = match load_authz(&state, &user, true, false).await {
+    let perms = match load_authz(&state, &mut ctx, &user, want).await {
         Ok((Some(p), _)) => p,
         Ok((None, _)) => Permissions::default(),
         Err(resp) => return resp,
@@ -261,7 +260,13 @@ fn login_redirect(state: &AppState, next: Option<&str>) -> HttpResponse {
         (status = 302, description = "not logged in, redirect=1"),
         (status = 401, body = ApiError), (status = 403, body = ApiError)))]
 pub async fn verify(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    let mut ctx = begin_or_return!(state, req);
+    let perms_needed = query_all(&req, "perm");
+    let groups_needed = query_all(&req, "group");
+    let want = Want {
+        perms: !perms_needed.is_empty(),
+        groups: true,
+    };
+    let mut ctx = begin_or_return!(state, req, want);
     let user = match ctx.user(&state).await {
         Ok(Some(u)) => u,
         Ok(None) => {
@@ -274,9 +279,7 @@ pub async fn verify(req: HttpRequest, state: web::Data<AppState>) -> HttpRespons
         }
         Err(resp) => return resp,
     };
-    let perms_needed = query_all(&req, "perm");
-    let groups_needed = query_all(&req, "group");
-    let (perms, groups) = match load_authz(&state, &user, !perms_needed.is_empty(), true).await {
+    let (perms, groups) = match load_authz(&state, &mut ctx, &user, want).await {
         Ok(x) => x,
         Err(resp) => return resp,
     };

@@ -4,7 +4,7 @@
 use super::cookies::{self, CookieSpec};
 use super::AppState;
 use crate::auth::{self, Resolution};
-use crate::db::{now_utc, users::User};
+use crate::db::{now_utc, perms::Permissions, users::User};
 use crate::formats::csrf::{self, RejectReason};
 use crate::formats::session::{self as fsession, Engine, SessionData};
 use actix_web::http::header::{self, HeaderValue};
@@ -147,6 +147,54 @@ pub struct Ctx {
     user: Option<Option<User>>,
     /// `get_user`'s decision, made while the session row was loaded.
     prefetched: Option<Resolution>,
+    /// The user's groups and permissions, when asked for in [`Ctx::begin_wanting`].
+    authz: Option<Authz>,
+}
+
+/// What a handler will need besides the user, loaded in the same blocking-pool trip as the
+/// session row and the user (forward-auth answers with one trip instead of two).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Want {
+    pub perms: bool,
+    pub groups: bool,
+}
+
+/// A user's permissions (`Want::perms`) and sorted group names (`Want::groups`).
+#[derive(Debug, Clone)]
+pub struct Authz {
+    user_pk: String,
+    pub perms: Option<Permissions>,
+    pub groups: Vec<String>,
+}
+
+/// [`Authz`] for `user` on a connection already checked out.
+pub fn authz_on(
+    st: &AppState,
+    conn: &mut crate::db::DbConnection,
+    user: &User,
+    want: Want,
+) -> Result<Authz, String> {
+    let perms = if want.perms {
+        Some(
+            st.perms
+                .load(conn, &st.users, user)
+                .map_err(|e| e.to_string())?,
+        )
+    } else {
+        None
+    };
+    let groups = if want.groups {
+        st.perms
+            .groups(conn, &st.users, user)
+            .map_err(|e| e.to_string())?
+    } else {
+        vec![]
+    };
+    Ok(Authz {
+        user_pk: user.pk.clone(),
+        perms,
+        groups,
+    })
 }
 
 /// The 400 Django answers for a host not in `ALLOWED_HOSTS`.
@@ -262,6 +310,16 @@ impl Ctx {
         state: &web::Data<AppState>,
         req: &HttpRequest,
     ) -> Result<Ctx, HttpResponse> {
+        Self::begin_wanting(state, req, Want::default()).await
+    }
+
+    /// [`Ctx::begin`], also loading what `want` names for a logged-in user (see
+    /// [`Ctx::take_authz`]).
+    pub async fn begin_wanting(
+        state: &web::Data<AppState>,
+        req: &HttpRequest,
+        want: Want,
+    ) -> Result<Ctx, HttpResponse> {
         let s = &state.settings;
         let host = request_host(state, req)?;
         let is_secure = match s.secure_proxy_ssl_header.as_slice() {
@@ -312,6 +370,7 @@ impl Ctx {
             doomed: vec![],
         };
         let mut prefetched: Option<Resolution> = None;
+        let mut authz: Option<Authz> = None;
         let client = Client::of(state, req);
         if let Some(value) = cookie {
             match state.engine {
@@ -339,6 +398,7 @@ impl Ctx {
                                 Default::default()
                             }
                         };
+                        let mut authz = None;
                         let resolution = if auth::session_user_id(&data).is_some() {
                             let r = resolve_on(&st, &mut conn, &data)?;
                             if let Resolution::User(u) = &r {
@@ -351,19 +411,25 @@ impl Ctx {
                                     &client,
                                 );
                             }
+                            if let Resolution::User(u) | Resolution::Rehash { user: u, .. } = &r {
+                                if want.perms || want.groups {
+                                    authz = Some(authz_on(&st, &mut conn, u, want)?);
+                                }
+                            }
                             Some(r)
                         } else {
                             None
                         };
-                        Ok(Some((data, resolution)))
+                        Ok(Some((data, resolution, authz)))
                     })
                     .await
                     .map_err(|e| service_unavailable(&e.to_string()))?
                     .map_err(|e| service_unavailable(&e))?;
-                    if let Some((data, resolution)) = loaded {
+                    if let Some((data, resolution, loaded_authz)) = loaded {
                         session.key = Some(value);
                         session.data = data;
                         prefetched = resolution;
+                        authz = loaded_authz;
                     }
                 }
                 Engine::SignedCookies => {
@@ -427,6 +493,7 @@ impl Ctx {
             csrf,
             user: None,
             prefetched,
+            authz,
         })
     }
 
@@ -535,6 +602,10 @@ impl Ctx {
     }
 
     async fn resolve_user(&self, state: &web::Data<AppState>) -> Result<Resolution, HttpResponse> {
+        // No `_auth_user_id`, nothing to look up: no trip to the blocking pool.
+        if auth::session_user_id(&self.session.data).is_none() {
+            return Ok(Resolution::Anonymous);
+        }
         let st = state.clone();
         let data = self.session.data.clone();
         web::block(move || {
@@ -544,6 +615,11 @@ impl Ctx {
         .await
         .map_err(|e| service_unavailable(&e.to_string()))?
         .map_err(|e| service_unavailable(&e))
+    }
+
+    /// The groups and permissions [`Ctx::begin_wanting`] loaded, if they are `user`'s.
+    pub fn take_authz(&mut self, user: &User) -> Option<Authz> {
+        self.authz.take().filter(|a| a.user_pk == user.pk)
     }
 
     /// `login(request, user)`.

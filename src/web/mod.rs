@@ -8,7 +8,10 @@
 /// `Ctx::begin`, or return the response it refused the request with (400, 503).
 macro_rules! begin_or_return {
     ($state:expr, $req:expr) => {
-        match $crate::web::ctx::Ctx::begin(&$state, &$req).await {
+        begin_or_return!($state, $req, $crate::web::ctx::Want::default())
+    };
+    ($state:expr, $req:expr, $want:expr) => {
+        match $crate::web::ctx::Ctx::begin_wanting(&$state, &$req, $want).await {
             Ok(ctx) => ctx,
             Err(resp) => return resp,
         }

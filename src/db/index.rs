@@ -19,6 +19,8 @@ use diesel::sql_types::{BigInt, Nullable, Text};
 const BATCH: i64 = 2_000;
 /// Keys per `IN (…)` list: well under every backend's bind-parameter limit.
 const CHUNK: usize = 500;
+/// Rows per page of `reindex` (about 2.5 MB of session data).
+const REINDEX_PAGE: usize = 10_000;
 /// Below this many rows, decoding on one thread is cheaper than starting others.
 const PARALLEL_MIN: usize = 256;
 /// `user_id` is a varchar(64): longer pks (none of Django's key types) are not indexed.
@@ -52,6 +54,7 @@ pub struct SessionIndex {
     list: String,
     queue_max: String,
     queue_batch: String,
+    reindex_page: String,
     upsert_user_prefix: String,
     upsert_user_suffix: String,
     not_before: String,
@@ -81,6 +84,16 @@ struct QueueRow {
 }
 
 #[derive(QueryableByName)]
+struct ReindexRow {
+    #[diesel(sql_type = Text)]
+    session_key: String,
+    #[diesel(sql_type = Text)]
+    session_data: String,
+    #[diesel(sql_type = Nullable<Text>)]
+    user_id: Option<String>,
+}
+
+#[derive(QueryableByName)]
 struct ListRow {
     #[diesel(sql_type = Text)]
     session_key: String,
@@ -107,15 +120,15 @@ fn indexed_user(codec: &SessionCodec, blob: Option<&str>) -> Option<String> {
 }
 
 /// Decodes every blob, on all cores when there are enough of them.
-fn decode_users(codec: &SessionCodec, rows: &[QueueRow]) -> Vec<Option<String>> {
-    let decode = |r: &QueueRow| indexed_user(codec, r.session_data.as_deref());
+fn decode_users(codec: &SessionCodec, blobs: &[Option<&str>]) -> Vec<Option<String>> {
+    let decode = |b: &Option<&str>| indexed_user(codec, *b);
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if rows.len() < PARALLEL_MIN || threads == 1 {
-        return rows.iter().map(decode).collect();
+    if blobs.len() < PARALLEL_MIN || threads == 1 {
+        return blobs.iter().map(decode).collect();
     }
-    let per = rows.len().div_ceil(threads);
+    let per = blobs.len().div_ceil(threads);
     std::thread::scope(|s| {
-        let parts: Vec<_> = rows
+        let parts: Vec<_> = blobs
             .chunks(per)
             .map(|chunk| s.spawn(move || chunk.iter().map(decode).collect::<Vec<_>>()))
             .collect();
@@ -206,6 +219,12 @@ impl SessionIndex {
                  WHERE q.seq > {} AND q.seq <= {} ORDER BY q.seq LIMIT {BATCH}",
                 p(1),
                 p(2)
+            ),
+            reindex_page: format!(
+                "SELECT s.{s_key} AS session_key, s.{s_data} AS session_data, i.user_id AS user_id \
+                 FROM {session} s LEFT JOIN djauth_session_index i ON i.session_key = s.{s_key} \
+                 WHERE s.{s_key} > {} ORDER BY s.{s_key} LIMIT {REINDEX_PAGE}",
+                p(1)
             ),
             upsert_user_prefix:
                 "INSERT INTO djauth_session_index (session_key, user_id, created, last_seen) VALUES "
@@ -350,7 +369,8 @@ impl SessionIndex {
         codec: &SessionCodec,
         rows: &[QueueRow],
     ) -> Result<usize, DbError> {
-        let users = decode_users(codec, rows);
+        let blobs: Vec<Option<&str>> = rows.iter().map(|r| r.session_data.as_deref()).collect();
+        let users = decode_users(codec, &blobs);
         // A key written twice in the batch is decoded twice from the same current row;
         // the later entry wins, which is the same answer.
         let mut owned: Vec<(&str, &str)> = vec![];
@@ -489,8 +509,10 @@ impl SessionIndex {
         Ok(rows.into_iter().map(|r| r.session_key).collect())
     }
 
-    /// Rebuilds the index from `django_session`: every row is queued again and caught up;
-    /// entries whose row is gone are dropped. Device details already known are kept.
+    /// Rebuilds the index from `django_session`: entries whose row is gone are dropped, then
+    /// every row is decoded in key order, a page at a time, and only entries that differ from
+    /// what the row says are written (device details already known are kept), then whatever
+    /// was queued meanwhile is caught up. `queued` is the number of rows read.
     pub fn reindex(
         &self,
         conn: &mut DbConnection,
@@ -498,21 +520,61 @@ impl SessionIndex {
     ) -> Result<CatchUp, DbError> {
         let d = Dialect(self.backend);
         let (session, key) = (d.ident("django_session"), d.ident("session_key"));
-        conn.transaction::<_, DbError, _>(|conn| {
-            // NOT EXISTS, not NOT IN: PostgreSQL plans NOT IN over a million keys as a
-            // rescan per row once the list outgrows work_mem; NOT EXISTS is an anti-join.
-            diesel::sql_query(format!(
-                "DELETE FROM djauth_session_index WHERE NOT EXISTS \
-                 (SELECT 1 FROM {session} s WHERE s.{key} = djauth_session_index.session_key)"
-            ))
-            .execute(conn)?;
-            diesel::sql_query(format!(
-                "INSERT INTO djauth_session_queue (session_key) SELECT {key} FROM {session}"
-            ))
-            .execute(conn)?;
-            Ok(())
-        })?;
-        self.catch_up(conn, codec)
+        // NOT EXISTS, not NOT IN: PostgreSQL plans NOT IN over a million keys as a rescan
+        // per row once the list outgrows work_mem; NOT EXISTS is an anti-join.
+        let stale = format!(
+            "DELETE FROM djauth_session_index WHERE NOT EXISTS \
+             (SELECT 1 FROM {session} s WHERE s.{key} = djauth_session_index.session_key)"
+        );
+        self.serialized(conn, |conn| Ok(diesel::sql_query(&stale).execute(conn)?))?;
+        let mut done = CatchUp::default();
+        // Session keys are [a-z0-9]+, so every key sorts after "".
+        let mut after = String::new();
+        loop {
+            // Each page is read and written under the catch-up lock, so a write Django makes
+            // after the read is queued and caught up later, never overwritten by this one.
+            let page = self.serialized(conn, |conn| {
+                let rows: Vec<ReindexRow> = super::prepared(&self.reindex_page)
+                    .bind(after.as_str())
+                    .load(conn)?;
+                let Some(last) = rows.last().map(|r| r.session_key.clone()) else {
+                    return Ok(None);
+                };
+                let blobs: Vec<Option<&str>> =
+                    rows.iter().map(|r| Some(r.session_data.as_str())).collect();
+                let users = decode_users(codec, &blobs);
+                let mut changed: Vec<(&str, &str)> = vec![];
+                let mut anonymous: Vec<&str> = vec![];
+                let mut owned = 0;
+                for (row, user) in rows.iter().zip(&users) {
+                    match (user, &row.user_id) {
+                        (Some(u), Some(i)) if u == i => owned += 1,
+                        (Some(u), _) => {
+                            owned += 1;
+                            changed.push((&row.session_key, u));
+                        }
+                        (None, Some(_)) => anonymous.push(&row.session_key),
+                        (None, None) => {}
+                    }
+                }
+                let now = datetime_to_text(self.backend, super::now_utc());
+                for chunk in changed.chunks(CHUNK) {
+                    self.upsert_users(conn, chunk, &now)?;
+                }
+                for chunk in anonymous.chunks(CHUNK) {
+                    delete_keys(conn, self.backend, "djauth_session_index", chunk)?;
+                }
+                Ok(Some((rows.len(), owned, last)))
+            })?;
+            let Some((read, owned, last)) = page else {
+                break;
+            };
+            done.queued += read;
+            done.indexed += owned;
+            after = last;
+        }
+        self.catch_up(conn, codec)?;
+        Ok(done)
     }
 
     /// The second at or before which `user_id`'s signed-cookie sessions are refused.

@@ -335,11 +335,42 @@ mod session_index {
         for u in ["1", "1", "2"] {
             session_of(&mut conn, &codec, Some(u));
         }
+        let anonymous = session_of(&mut conn, &codec, None);
         index.catch_up(&mut conn, &codec).unwrap();
         conn.batch_execute("DELETE FROM djauth_session_index")
             .unwrap();
         let done = index.reindex(&mut conn, &codec).unwrap();
-        assert_eq!(done.indexed, 3);
+        assert_eq!((done.indexed, done.queued), (3, 4));
+        assert_eq!(
+            count(&mut conn, "SELECT COUNT(*) AS n FROM djauth_session_index"),
+            3
+        );
+        // Wrong owners, an entry for an anonymous session and one for a row that is gone are
+        // all mended; the untouched entries keep their device details.
+        conn.batch_execute(&format!(
+            "UPDATE djauth_session_index SET user_id = '9' WHERE user_id = '2'; \
+             UPDATE djauth_session_index SET user_agent = 'kept' WHERE user_id = '1'; \
+             INSERT INTO djauth_session_index (session_key, user_id, created, last_seen) \
+             VALUES ('{anonymous}', '1', '2020-01-01', '2020-01-01'), \
+                    ('gone', '1', '2020-01-01', '2020-01-01');"
+        ))
+        .unwrap();
+        let done = index.reindex(&mut conn, &codec).unwrap();
+        assert_eq!((done.indexed, done.queued), (3, 4));
+        assert_eq!(
+            count(
+                &mut conn,
+                "SELECT COUNT(*) AS n FROM djauth_session_index WHERE user_id = '2'"
+            ),
+            1
+        );
+        assert_eq!(
+            count(
+                &mut conn,
+                "SELECT COUNT(*) AS n FROM djauth_session_index WHERE user_id = '1' AND user_agent = 'kept'"
+            ),
+            2
+        );
         assert_eq!(
             count(&mut conn, "SELECT COUNT(*) AS n FROM djauth_session_index"),
             3

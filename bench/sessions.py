@@ -58,6 +58,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "compat-tests"))
+sys.path.insert(0, str(REPO / "bench"))
 
 MODEL_BACKEND = "django.contrib.auth.backends.ModelBackend"
 HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
@@ -539,8 +540,8 @@ def bench_backend(kind, args, secret, dj_version, stack, check):
     r["total_sessions"] = sum(before.values())
 
     rng = random.Random(f"{args.seed}:targets")
-    targets = rng.sample(users, min(len(users), args.logouts + 1))
-    dj_target, targets = targets[-1], targets[:-1]
+    targets = rng.sample(users, min(len(users), 2 * args.logouts + 1))
+    dj_target, api_targets, targets = targets[-1], targets[args.logouts:-1], targets[:args.logouts]
     forms = [("username", lambda u: [u[1]]), ("--id", lambda u: ["--id", u[0]]), ("--email", lambda u: ["--email", u[2]])]
     lo = []
     for i, u in enumerate(targets):
@@ -551,10 +552,13 @@ def bench_backend(kind, args, secret, dj_version, stack, check):
         lo.append({"user": u[1], "form": form, "sessions": before[u[0]], "ended": ended, "s": wall, "rss_kb": rss})
     r["logouts"] = lo
 
-    log(f"{kind}: census after logout-user")
+    log(f"{kind}: admin API DELETE /api/v1/admin/users/{{pk}}/sessions for {len(api_targets)} users (djauth serve)")
+    r["api_logouts"] = api_revocations(dj, api_targets, before, kind, check)
+
+    log(f"{kind}: census after logout-user and the admin API")
     after = census(db, pool)
-    gone = {u[0] for u in targets}
-    for u in targets:
+    gone = {u[0] for u in targets + api_targets}
+    for u in targets + api_targets:
         check(after.get(u[0], 0) == 0, f"{kind}: {after.get(u[0], 0)} sessions of {u[1]} left after logout-user")
     others_before = {k: v for k, v in before.items() if k not in gone}
     others_after = {k: v for k, v in after.items() if k not in gone}
@@ -572,6 +576,41 @@ def bench_backend(kind, args, secret, dj_version, stack, check):
     check(left == 0, f"{kind}: {left} index rows left for {dj_target[1]} after Django deleted the sessions (delete trigger)")
     r["django"] = dict(res, user=dj_target[1], rows=rows_before)
     return r
+
+
+def api_revocations(dj, users, before, kind, check):
+    """Each user's sessions ended through `DELETE /api/v1/admin/users/{pk}/sessions` on a
+    running `djauth serve` (index caught up, one kept-alive connection, as an admin tool or
+    another service would call it); the client-side time of each request."""
+    import http.client
+
+    from _common import free_port, start_djauth, stop, wait_port
+
+    token = "bench-" + "".join(random.choices(string.ascii_letters, k=32))
+    port = free_port()
+    env = dict(dj.env, DJAUTH_ALLOWED_HOSTS="127.0.0.1", DJAUTH_ADMIN_API_TOKEN=token)
+    server = start_djauth(dj.exe, env, port)
+    out = []
+    try:
+        wait_port(port, server, "djauth serve")
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        headers = {"Authorization": f"Bearer {token}"}
+        # One warm-up request (connection, first query plans), on a user with no sessions.
+        conn.request("GET", "/api/v1/admin/users/0/sessions", headers=headers)
+        conn.getresponse().read()
+        for u in users:
+            t = time.perf_counter()
+            conn.request("DELETE", f"/api/v1/admin/users/{u[0]}/sessions", headers=headers)
+            resp = conn.getresponse()
+            body = resp.read()
+            wall = time.perf_counter() - t
+            ended = json.loads(body).get("ended") if resp.status == 200 else None
+            check(ended == before[u[0]], f"{kind}: API revocation of {u[1]} answered {resp.status} {body[:200]!r}, the user had {before[u[0]]} sessions")
+            out.append({"user": u[1], "sessions": before[u[0]], "ended": ended, "s": wall})
+        conn.close()
+    finally:
+        stop(server)
+    return out
 
 
 # ------------------------------------------------------------------------------------------
@@ -596,6 +635,9 @@ def summarize(r):
     r["logout_sessions"] = [x["sessions"] for x in r["logouts"]]
     r["catchup_1000_median_s"] = median(r["catchup_1000_s"])
     r["ratio"] = r["django"]["seconds"] / r["logout_median_s"]
+    api = [x["s"] for x in r["api_logouts"]]
+    r["api_median_s"], r["api_max_s"] = median(api), max(api)
+    r["api_ratio"] = r["django"]["seconds"] / r["api_median_s"]
     net = r["logout_median_s"] - r["noop_s"]
     r["ratio_net"] = r["django"]["seconds"] / net if net > 0 else float("inf")
     return r
@@ -616,10 +658,14 @@ def print_table(r, args):
          f"minus no-op {ms(r['catchup_1000_median_s'] - r['noop_s'])}; Django took {ms(r['django_make_1000_s'])} to make them)"),
         (f"djauth logout-user, {len(r['logouts'])} users ({min(r['logout_sessions'])}-{max(r['logout_sessions'])} sessions each)",
          f"median {ms(r['logout_median_s'])}, max {ms(r['logout_max_s'])}; minus no-op {ms(r['logout_median_s'] - r['noop_s'])}"),
+        (f"admin API DELETE …/users/{{pk}}/sessions, {len(r['api_logouts'])} users "
+         f"({min(x['sessions'] for x in r['api_logouts'])}-{max(x['sessions'] for x in r['api_logouts'])} sessions each)",
+         f"median {ms(r['api_median_s'])}, max {ms(r['api_max_s'])}"),
         (f"Django's loop over Session.objects.all(), one user ({r['django']['deleted']} sessions)",
          f"{secs(r['django']['seconds'])}, peak RSS {mib(r['django']['rss_peak_kb'])} (after setup {mib(r['django']['rss_before_kb'])})"),
         ("ratio Django loop / logout-user (median)", f"{r['ratio']:,.0f}x   (against logout-user minus no-op: "
          + (f"{r['ratio_net']:,.0f}x)" if r["ratio_net"] != float("inf") else "n/a, within noise)")),
+        ("ratio Django loop / admin API revocation (median)", f"{r['api_ratio']:,.0f}x"),
     ]
     w = max(len(a) for a, _ in rows)
     print(f"\n== {r['backend']} ==")
@@ -627,6 +673,8 @@ def print_table(r, args):
         print(f"  {a.ljust(w)}  {b}")
     for x in r["logouts"]:
         print(f"    logout-user {x['form']:<8} {x['user']}: {x['ended']} sessions ended in {ms(x['s'])} (peak RSS {mib(x['rss_kb'])})")
+    for x in r["api_logouts"]:
+        print(f"    admin API {x['user']}: {x['ended']} sessions ended in {ms(x['s'])}")
 
 
 def markdown(results, args, started, load, versions, check):
@@ -658,15 +706,16 @@ def markdown(results, args, started, load, versions, check):
         f"Correctness (Django decodes every row before and after): {'all checks passed' if not check.failures else 'FAILED: ' + '; '.join(check.failures)}.",
         "",
         "| date | backend | users / sessions | first catch-up (all queued) | reindex | catch-up of 1,000 new (median of "
-        f"{args.rounds}) | no-op djauth (median) | logout-user median / max ({args.logouts} users) | Django loop, one user: time / peak RSS | ratio Django / logout-user |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        f"{args.rounds}) | no-op djauth (median) | logout-user median / max ({args.logouts} users) | admin API revocation median / max ({args.logouts} users) | Django loop, one user: time / peak RSS | ratio Django / logout-user | ratio Django / API |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         out.append(
             f"| {started} | {r['version']} | {args.users:,} / {args.sessions:,} (+{args.rounds}×1,000) "
             f"| {secs(r['first_catchup_s'])} | {r['reindex_line'] if r['reindex_s'] is None else secs(r['reindex_s'])} "
             f"| {ms(r['catchup_1000_median_s'])} | {ms(r['noop_s'])} | {ms(r['logout_median_s'])} / {ms(r['logout_max_s'])} "
-            f"| {secs(r['django']['seconds'])} / {mib(r['django']['rss_peak_kb'])} | **{r['ratio']:,.0f}×** |"
+            f"| {ms(r['api_median_s'])} / {ms(r['api_max_s'])} "
+            f"| {secs(r['django']['seconds'])} / {mib(r['django']['rss_peak_kb'])} | **{r['ratio']:,.0f}×** | **{r['api_ratio']:,.0f}×** |"
         )
     return "\n".join(out) + "\n"
 

@@ -464,25 +464,29 @@ impl SessionIndex {
         not_before: Option<i64>,
     ) -> Result<usize, DbError> {
         self.catch_up(conn, codec)?;
-        if let Some(secs) = not_before {
-            diesel::sql_query(&self.set_not_before)
-                .bind::<Text, _>(user_id)
-                .bind::<BigInt, _>(secs)
-                .execute(conn)?;
-        }
-        let keys: Vec<String> = self
-            .keys_of(conn, user_id)?
-            .into_iter()
-            .filter(|k| Some(k.as_str()) != keep)
-            .collect();
-        let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
-        let mut ended = 0;
-        for chunk in keys.chunks(CHUNK) {
-            ended += delete_keys(conn, self.backend, "django_session", chunk)?;
-            // The delete trigger drops these; stale entries (rows already gone) go too.
-            delete_keys(conn, self.backend, "djauth_session_index", chunk)?;
-        }
-        Ok(ended)
+        // One transaction: all of the user's sessions end together, with one commit (one
+        // sync to disk on SQLite instead of one per statement).
+        super::write_transaction(conn, self.backend, |conn| {
+            if let Some(secs) = not_before {
+                diesel::sql_query(&self.set_not_before)
+                    .bind::<Text, _>(user_id)
+                    .bind::<BigInt, _>(secs)
+                    .execute(conn)?;
+            }
+            let keys: Vec<String> = self
+                .keys_of(conn, user_id)?
+                .into_iter()
+                .filter(|k| Some(k.as_str()) != keep)
+                .collect();
+            let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+            let mut ended = 0;
+            for chunk in keys.chunks(CHUNK) {
+                ended += delete_keys(conn, self.backend, "django_session", chunk)?;
+                // The delete trigger drops these; stale entries (rows already gone) go too.
+                delete_keys(conn, self.backend, "djauth_session_index", chunk)?;
+            }
+            Ok(ended)
+        })
     }
 
     /// Ends one session of `user_id`, if the index says it is theirs.

@@ -11,9 +11,11 @@ Needs: Django 5.2, gunicorn and psycopg 3 in this Python (target/compat-venvs/dj
 after `make test`), PostgreSQL's server binaries (compat-tests/dbservers.py), and a release build of
 djauth: a target/release/djauth older than the newest file in src/ is refused unless --build is
 given (which runs `cargo build --release --features mysql`), or --stale-ok (the report then says
-so). The binary is copied into the run's temporary directory first, so a rebuild during the run
-cannot change what is measured. Servers' stderr goes to files in that directory, which is kept
-(and named) when the run fails, or with --keep; `kill -USR1` prints every thread's stack.
+so). `--djauth PATH` runs another binary unchecked (the report names it): the compatibility suite
+runs the smoke on its debug build (compat-tests/test_soak_smoke.py). The binary is copied into
+the run's temporary directory first, so a rebuild during the run cannot change what is measured.
+Servers' stderr goes to files in that directory, which is kept (and named) when the run fails, or
+with --keep; `kill -USR1` prints every thread's stack.
 
 Set-up: one PostgreSQL database migrated by `djauth migrate`; two `djauth serve` processes (A and
 B, one worker per core each) and Django under gunicorn (one sync worker per core, startproject's
@@ -810,7 +812,8 @@ def main():
     ap.add_argument("--rss-interval", type=float, default=2.0)
     ap.add_argument("--rss-tolerance", type=float, default=0.10)
     ap.add_argument("--rss-csv", type=Path, help="write every RSS sample (seconds, process, KiB) to this file")
-    ap.add_argument("--djauth", type=Path, default=REPO / "target" / "release" / "djauth")
+    ap.add_argument("--djauth", type=Path, default=None,
+                    help="the binary to run (default target/release/djauth, which must not be older than src/)")
     ap.add_argument("--build", action="store_true", help="run cargo build --release --features mysql first")
     ap.add_argument("--stale-ok", action="store_true", help="run a binary older than src/ (the report says so)")
     ap.add_argument("--seed", type=int, default=None)
@@ -819,10 +822,13 @@ def main():
     args = ap.parse_args()
     if args.build:
         subprocess.run(["cargo", "build", "--release", "--features", "mysql"], cwd=REPO, check=True)
-    src = args.djauth.resolve()
+    default_binary = args.djauth is None
+    src = (REPO / "target" / "release" / "djauth" if default_binary else args.djauth).resolve()
     if not src.exists():
         sys.exit(f"{src} missing: cargo build --release --features mysql (or pass --build)")
-    stale = src.stat().st_mtime < newest_source()
+    # Only the default release binary is checked: one named with --djauth (e.g. the debug build
+    # compat-tests/test_soak_smoke.py runs) is the caller's choice, and is named in the report.
+    stale = default_binary and src.stat().st_mtime < newest_source()
     if stale and not args.stale_ok:
         sys.exit(f"{src} is older than src/: cargo build --release --features mysql (or pass --build, or --stale-ok)")
     import django
@@ -830,7 +836,8 @@ def main():
     seed = args.seed if args.seed is not None else random.randrange(1 << 30)
     duration = args.minutes * 60
     warmup = min(60.0, 0.4 * duration)
-    note = machine_note() + ("; djauth binary OLDER than src/" if stale else "")
+    note = machine_note() + ("; djauth binary OLDER than src/" if stale else "") + \
+        ("" if default_binary else f"; djauth binary {src}")
     command = "python bench/soak.py " + " ".join(sys.argv[1:])
 
     def log(msg):

@@ -8,11 +8,20 @@
 //! * [`web`] — the server on actix-web, and extractors for other actix-web apps.
 //! * [`audit`] — audit events: tracing, an append-only table, a webhook.
 //! * [`cli`] — the `djauth` command line.
+//!
+//! Everything but [`formats`] needs the `server` feature (on by default); `default-features =
+//! false` builds the formats core alone, with none of the server's dependencies (`fuzz/` does).
 
+#[cfg(feature = "server")]
 pub mod audit;
+#[cfg(feature = "server")]
 pub mod auth;
+#[cfg(feature = "server")]
 pub mod cli;
+#[cfg(feature = "server")]
 pub mod config;
+#[cfg(feature = "server")]
 pub mod db;
 pub mod formats;
+#[cfg(feature = "server")]
 pub mod web;

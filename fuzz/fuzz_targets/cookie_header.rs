@@ -1,11 +1,11 @@
-//! The `Cookie` request header (`web::cookies::get`, Django's `parse_cookie` rules), and
+//! The `Cookie` request header (`formats::cookies::get`, Django's `parse_cookie` rules), and
 //! `Set-Cookie` values made from the input read back. The input is one header value.
 #![no_main]
 #[path = "../common.rs"]
 mod common;
 
 use common::*;
-use djauth::web::cookies::{self, CookieSpec};
+use djauth::formats::cookies::{self, CookieSpec};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -3,6 +3,7 @@
 //! Every module here reproduces what Django 4.2–6.1 produce and accept; the doc comment of
 //! each names the Django source it follows.
 
+pub mod cookies;
 pub mod crypto;
 pub mod csrf;
 pub mod fields;

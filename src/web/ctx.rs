@@ -1,10 +1,10 @@
 //! One request's Django state: host, session, CSRF secret and user, and what the response
 //! must carry back (`SessionMiddleware.process_response`, `CsrfViewMiddleware.process_response`).
 
-use super::cookies::{self, CookieSpec};
 use super::AppState;
 use crate::auth::{self, Resolution};
 use crate::db::{now_utc, perms::Permissions, users::User};
+use crate::formats::cookies::{self, CookieSpec};
 use crate::formats::csrf::{self, RejectReason};
 use crate::formats::session::{self as fsession, Engine, SessionData};
 use actix_web::http::header::{self, HeaderValue};

@@ -29,7 +29,6 @@ macro_rules! blocking_or_return {
 }
 
 pub mod api;
-pub mod cookies;
 pub mod ctx;
 pub mod extract;
 pub mod mail;

@@ -4,6 +4,7 @@
 use super::ctx::{service_unavailable, Ctx};
 use super::AppState;
 use crate::audit;
+use crate::formats::cookies;
 use crate::formats::http::{url_has_allowed_host_and_scheme, MAX_URL_LENGTH};
 use crate::formats::DjangoVersion;
 use actix_web::http::{header, Method};
@@ -195,7 +196,7 @@ fn never_cache(resp: &mut HttpResponse) {
         header::CACHE_CONTROL,
         header::HeaderValue::from_static("max-age=0, no-cache, no-store, must-revalidate, private"),
     );
-    if let Ok(v) = header::HeaderValue::from_str(&super::cookies::http_date(chrono::Utc::now())) {
+    if let Ok(v) = header::HeaderValue::from_str(&cookies::http_date(chrono::Utc::now())) {
         h.insert(header::EXPIRES, v);
     }
 }

@@ -249,20 +249,22 @@ pub fn decode_object(base64d: &str, max_decompressed: usize) -> Result<Value, Si
             None => fresh.insert(Scratch::default()),
         };
         scratch.raw.clear();
-        B64URL
-            .decode_vec(b64, &mut scratch.raw)
-            .map_err(|e| SigningError::Malformed(format!("invalid base64: {e}")))?;
-        let result = if compressed {
-            let cap = scratch.out.len().min(max_decompressed);
-            match inflate::zlib_small(&scratch.raw, &mut scratch.out[..cap], &mut scratch.tables) {
-                Some(n) => parse(&scratch.out[..n]),
-                // Anything the fast path does not finish, libdeflate decides.
-                None => parse(&zlib_decompress_bounded(&scratch.raw, max_decompressed)?),
+        let result = match B64URL.decode_vec(b64, &mut scratch.raw) {
+            Err(e) => Err(SigningError::Malformed(format!("invalid base64: {e}"))),
+            Ok(()) if compressed => {
+                let cap = scratch.out.len().min(max_decompressed);
+                let out = &mut scratch.out[..cap];
+                match inflate::zlib_small(&scratch.raw, out, &mut scratch.tables) {
+                    Some(n) => parse(&out[..n]),
+                    // Anything the fast path does not finish, libdeflate decides.
+                    None => zlib_decompress_bounded(&scratch.raw, max_decompressed)
+                        .and_then(|data| parse(&data)),
+                }
             }
-        } else if scratch.raw.len() > max_decompressed {
-            Err(SigningError::Malformed("payload too large".into()))
-        } else {
-            parse(&scratch.raw)
+            Ok(()) if scratch.raw.len() > max_decompressed => {
+                Err(SigningError::Malformed("payload too large".into()))
+            }
+            Ok(()) => parse(&scratch.raw),
         };
         if scratch.raw.capacity() > SCRATCH_KEEP {
             scratch.raw = Vec::new();

@@ -171,6 +171,17 @@ impl SaltedHmac {
         })
     }
 
+    /// `.digest()` into `out`, without allocating; returns the digest's length (at most 64).
+    pub fn digest_into(&self, value: &[u8], out: &mut [u8; 64]) -> usize {
+        each_variant!(self, m => {
+            let mut m = m.clone();
+            m.update(value);
+            let d = m.finalize().into_bytes();
+            out[..d.len()].copy_from_slice(&d);
+            d.len()
+        })
+    }
+
     /// `.hexdigest()`: lowercase hex.
     pub fn hexdigest(&self, value: &[u8]) -> String {
         hex_lower(&self.digest(value))

@@ -118,9 +118,14 @@ pub fn dumps<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
 
 /// `json.loads(data.decode("latin-1"))`.
 pub fn loads(data: &[u8]) -> Result<Value, serde_json::Error> {
-    if data.is_ascii() {
+    if let Some(text) = data
+        .is_ascii()
+        .then(|| std::str::from_utf8(data).ok())
+        .flatten()
+    {
         // Latin-1 and UTF-8 agree on ASCII; skip the copy on the path Django always takes.
-        serde_json::from_slice(data)
+        // Parsing a `str` spares serde_json checking each string's UTF-8 again.
+        serde_json::from_str(text)
     } else {
         let text: String = data.iter().map(|&b| b as char).collect();
         serde_json::from_str(&text)

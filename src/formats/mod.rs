@@ -9,6 +9,7 @@ pub mod csrf;
 pub mod fields;
 pub mod hashers;
 pub mod http;
+pub mod inflate;
 pub mod json;
 #[cfg(test)]
 mod proptests;

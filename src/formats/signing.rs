@@ -6,6 +6,7 @@
 //! signing always uses `SECRET_KEY`.
 
 use super::crypto::{constant_time_compare, Algorithm, SaltedHmac};
+use super::inflate;
 use super::json;
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 use base64::engine::DecodePaddingMode;
@@ -187,8 +188,14 @@ impl Signer {
                 self.sep
             )));
         };
+        // The expected signature is built on the stack: this runs for every session read.
+        let (mut digest, mut expected) = ([0u8; 64], [0u8; 88]);
         for key in &self.keys {
-            if constant_time_compare(sig.as_bytes(), self.signature_with(key, value).as_bytes()) {
+            let n = key.digest_into(value.as_bytes(), &mut digest);
+            let len = B64URL
+                .encode_slice(&digest[..n], &mut expected)
+                .expect("88 bytes hold the base64 of a 64-byte digest");
+            if constant_time_compare(sig.as_bytes(), &expected[..len]) {
                 return Ok(value);
             }
         }
@@ -229,13 +236,67 @@ pub fn decode_object(base64d: &str, max_decompressed: usize) -> Result<Value, Si
         Some(rest) => (true, rest),
         None => (false, base64d),
     };
-    let mut data = b64_decode(b64)?;
-    if compressed {
-        data = zlib_decompress_bounded(&data, max_decompressed)?;
-    } else if data.len() > max_decompressed {
-        return Err(SigningError::Malformed("payload too large".into()));
+    let parse = |data: &[u8]| {
+        json::loads(data).map_err(|e| SigningError::Malformed(format!("invalid JSON: {e}")))
+    };
+    SCRATCH.with(|cell| {
+        // Reentry cannot happen (nothing below decodes a signed value), but would only cost
+        // fresh buffers, never a panic.
+        let mut fresh = None;
+        let mut guard = cell.try_borrow_mut().ok();
+        let scratch = match guard.as_deref_mut() {
+            Some(s) => s,
+            None => fresh.insert(Scratch::default()),
+        };
+        scratch.raw.clear();
+        let result = match B64URL.decode_vec(b64, &mut scratch.raw) {
+            Err(e) => Err(SigningError::Malformed(format!("invalid base64: {e}"))),
+            Ok(()) if compressed => {
+                let cap = scratch.out.len().min(max_decompressed);
+                let out = &mut scratch.out[..cap];
+                match inflate::zlib_small(&scratch.raw, out, &mut scratch.tables) {
+                    Some(n) => parse(&out[..n]),
+                    // Anything the fast path does not finish, libdeflate decides.
+                    None => zlib_decompress_bounded(&scratch.raw, max_decompressed)
+                        .and_then(|data| parse(&data)),
+                }
+            }
+            Ok(()) if scratch.raw.len() > max_decompressed => {
+                Err(SigningError::Malformed("payload too large".into()))
+            }
+            Ok(()) => parse(&scratch.raw),
+        };
+        if scratch.raw.capacity() > SCRATCH_KEEP {
+            scratch.raw = Vec::new();
+        }
+        result
+    })
+}
+
+/// Output buffer of the small-stream inflate path; larger payloads go to libdeflate.
+const SMALL_INFLATE_OUT: usize = 16 * 1024;
+/// A base64 buffer grown past this by an unusual value is not kept for the next call.
+const SCRATCH_KEEP: usize = 64 * 1024;
+
+/// Per-thread buffers for [`decode_object`], which runs on every session read.
+struct Scratch {
+    raw: Vec<u8>,
+    out: Vec<u8>,
+    tables: Box<inflate::Tables>,
+}
+
+impl Default for Scratch {
+    fn default() -> Self {
+        Scratch {
+            raw: Vec::with_capacity(1024),
+            out: vec![0; SMALL_INFLATE_OUT],
+            tables: Box::default(),
+        }
     }
-    json::loads(&data).map_err(|e| SigningError::Malformed(format!("invalid JSON: {e}")))
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
 }
 
 thread_local! {

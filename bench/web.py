@@ -1,9 +1,9 @@
 """djauth serve against Django under gunicorn, same SQLite database, same core count, one run.
 
-    python bench/web.py [--seconds 10] [--connections 16]
+    python bench/web.py [--seconds 10] [--connections 16] [--djauth PATH | --build]
 
 Needs: wrk (Debian package `wrk`), gunicorn and Django 5.2 in this Python, a release build
-(`cargo build --release` is run for you). Measures the login page (anonymous GET) and the
+(target/release/djauth, or --djauth PATH; --build runs `cargo build --release --features mysql`). Measures the login page (anonymous GET) and the
 password-change page for a logged-in user (session + user lookup + CSRF token), and prints
 requests/s, p99 latency and the djauth/Django ratios. Issue 4's target: authenticated page
 >= 10x Django's requests/s with p99 under 5 ms.
@@ -30,11 +30,16 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=int, default=10)
     ap.add_argument("--connections", type=int, default=16)
+    ap.add_argument("--djauth", type=Path, default=REPO / "target" / "release" / "djauth")
+    ap.add_argument("--build", action="store_true", help="run cargo build --release --features mysql first")
     args = ap.parse_args()
     if not shutil.which("wrk"):
         sys.exit("wrk is missing: apt-get install wrk")
-    subprocess.run(["cargo", "build", "--release", "--bin", "djauth"], cwd=REPO, check=True)
-    djauth = REPO / "target" / "release" / "djauth"
+    if args.build:
+        subprocess.run(["cargo", "build", "--release", "--features", "mysql", "--bin", "djauth"], cwd=REPO, check=True)
+    djauth = args.djauth
+    if not djauth.exists():
+        sys.exit(f"{djauth} does not exist: build it (--build) or name one with --djauth")
     cores = os.cpu_count() or 2
 
     tmp = Path(tempfile.mkdtemp(prefix="djauth-bench-web-"))

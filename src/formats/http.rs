@@ -246,11 +246,30 @@ fn percent_decode(s: &str) -> Vec<u8> {
     out
 }
 
+/// Django's `repercent_broken_unicode` (WSGIRequest's PATH_INFO): each invalid UTF-8
+/// sequence (the maximal subpart, as Python's decoder reports it) is percent-encoded again,
+/// so the path stays text; `escape_uri_path` later quotes those `%` as `%25`.
+fn repercent_broken_unicode(mut path: Vec<u8>) -> Vec<u8> {
+    let mut start = 0;
+    while let Err(e) = std::str::from_utf8(&path[start..]) {
+        let bad_start = start + e.valid_up_to();
+        let bad_end = e.error_len().map_or(path.len(), |n| bad_start + n);
+        let quoted: Vec<u8> = path[bad_start..bad_end]
+            .iter()
+            .flat_map(|b| format!("%{b:02X}").into_bytes())
+            .collect();
+        path.splice(bad_start..bad_end, quoted.iter().copied());
+        start = bad_start + quoted.len();
+    }
+    path
+}
+
 /// `request.get_full_path()` from the raw request target: the decoded path re-quoted by
 /// `escape_uri_path`, then `?` and the query string through `iri_to_uri` (which keeps `%`).
 pub fn get_full_path(raw_path: &str, raw_query: Option<&str>) -> String {
     let mut out = String::with_capacity(raw_path.len() + raw_query.map_or(0, str::len) + 8);
-    quote_bytes(&percent_decode(raw_path), b"/:@&+$,!*'()", &mut out);
+    let path = repercent_broken_unicode(percent_decode(raw_path));
+    quote_bytes(&path, b"/:@&+$,!*'()", &mut out);
     if let Some(q) = raw_query.filter(|q| !q.is_empty()) {
         out.push('?');
         // WSGI hands Django the query as Latin-1 text; quote() re-encodes it as UTF-8.

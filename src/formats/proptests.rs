@@ -269,9 +269,13 @@ mod fuzz_regressions {
     /// valid UTF-8 (`repercent_broken_unicode`) and then quotes that `%` again, so a lone
     /// `%AC` comes back as `%25AC`; djauth gives `%AC`. Not fixed yet: see the fuzz report.
     #[test]
-    #[ignore = "known difference from Django, not fixed yet (issue 7 fuzzing report)"]
     fn full_path_invalid_utf8_is_repercented_like_django() {
+        // Expected values are Django 5.2's WSGIRequest.get_full_path() for these PATH_INFOs.
         assert_eq!(http::get_full_path("/%AC", None), "/%25AC");
+        assert_eq!(
+            http::get_full_path("/a%F0%80b%C3", None),
+            "/a%25F0%2580b%25C3"
+        );
         assert_eq!(http::get_full_path("/%E2%82", None), "/%25E2%2582");
         assert_eq!(
             http::get_full_path("/%E2%82%AC%FF", None),

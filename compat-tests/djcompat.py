@@ -4,6 +4,8 @@ import json
 import os
 import random
 import subprocess
+import sys
+import threading
 import types
 from collections import namedtuple
 from contextlib import contextmanager
@@ -334,3 +336,38 @@ def random_key(rng, prefix):
 
 def seeded(rng, *parts):
     return random.Random(f"{rng.random()}:{parts}")
+
+
+class JsonLinesChild:
+    """A Python script run in its own process (a Django configured apart from this one),
+    driven by JSON lines: ``{"op": NAME, ...}`` in, ``{"ok": true, "result": ...}`` or
+    ``{"ok": false, "error": ..., "traceback": ...}`` out. The script's first line is a
+    greeting, kept in ``self.greeting``. Thread-safe; the script's stderr goes to a file
+    shown when it dies."""
+
+    def __init__(self, script: Path, arg: dict, cwd: Path):
+        self.stderr_path = cwd / "django.stderr"
+        self.lock = threading.Lock()
+        self.proc = subprocess.Popen([sys.executable, str(script), json.dumps(arg)], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=open(self.stderr_path, "wb"), text=True,
+                                     cwd=cwd, env={k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"})
+        self.greeting = self._read()
+
+    def _read(self):
+        line = self.proc.stdout.readline()
+        if not line:
+            raise AssertionError(f"Django side exited: {self.stderr_path.read_text(errors='replace')[-3000:]}")
+        return json.loads(line)
+
+    def __call__(self, op, **kw):
+        with self.lock:
+            self.proc.stdin.write(json.dumps({"op": op, **kw}) + "\n")
+            self.proc.stdin.flush()
+            ans = self._read()
+        if not ans["ok"]:
+            raise AssertionError(f"Django side {op}({kw}) failed: {ans['error']}\n{ans['traceback']}")
+        return ans["result"]
+
+    def close(self):
+        self.proc.kill()
+        self.proc.wait()

@@ -131,36 +131,11 @@ for line in sys.stdin:
 '''
 
 
-class DjangoSide:
+class DjangoSide(djcompat.JsonLinesChild):
     def __init__(self, tmp: Path, secret: str, django_db: dict):
         script = tmp / "django_side_hardening.py"
         script.write_text(DJANGO_SIDE)
-        self.stderr_path = tmp / "django.stderr"
-        self.lock = threading.Lock()
-        self.proc = subprocess.Popen([sys.executable, str(script), json.dumps({"secret": secret, "db": django_db})],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=open(self.stderr_path, "wb"), text=True, cwd=tmp,
-                                     env={k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"})
-        self._read()
-
-    def _read(self):
-        line = self.proc.stdout.readline()
-        if not line:
-            raise AssertionError(f"Django side exited: {self.stderr_path.read_text(errors='replace')[-3000:]}")
-        return json.loads(line)
-
-    def __call__(self, op, **kw):
-        with self.lock:
-            self.proc.stdin.write(json.dumps({"op": op, **kw}) + "\n")
-            self.proc.stdin.flush()
-            ans = self._read()
-        if not ans["ok"]:
-            raise AssertionError(f"Django side {op}({kw}) failed: {ans['error']}\n{ans['traceback']}")
-        return ans["result"]
-
-    def close(self):
-        self.proc.kill()
-        self.proc.wait()
+        super().__init__(script, {"secret": secret, "db": django_db}, tmp)
 
 
 # ----------------------------------------------------------------------------------------

@@ -383,13 +383,7 @@ impl SessionIndex {
         }
         owned.sort_unstable();
         owned.dedup_by(|a, b| a.0 == b.0);
-        let now = datetime_to_text(self.backend, super::now_utc());
-        for chunk in owned.chunks(CHUNK) {
-            self.upsert_users(conn, chunk, &now)?;
-        }
-        for chunk in anonymous.chunks(CHUNK) {
-            delete_keys(conn, self.backend, "djauth_session_index", chunk)?;
-        }
+        self.set_owners(conn, &owned, &anonymous)?;
         // Exactly the entries read: a lower number can commit after a higher one (numbers
         // are handed out at insert, not at commit), and must survive for the next run.
         let seqs: Vec<i64> = rows.iter().map(|r| r.seq).collect();
@@ -397,6 +391,23 @@ impl SessionIndex {
             self.queue_done(conn, chunk)?;
         }
         Ok(owned.len())
+    }
+
+    /// Indexes each `(session_key, user_id)` of `owned` and drops the entries of `anonymous`.
+    fn set_owners(
+        &self,
+        conn: &mut DbConnection,
+        owned: &[(&str, &str)],
+        anonymous: &[&str],
+    ) -> Result<(), DbError> {
+        let now = datetime_to_text(self.backend, super::now_utc());
+        for chunk in owned.chunks(CHUNK) {
+            self.upsert_users(conn, chunk, &now)?;
+        }
+        for chunk in anonymous.chunks(CHUNK) {
+            delete_keys(conn, self.backend, "djauth_session_index", chunk)?;
+        }
+        Ok(())
     }
 
     fn queue_done(&self, conn: &mut DbConnection, seqs: &[i64]) -> Result<(), DbError> {
@@ -561,13 +572,7 @@ impl SessionIndex {
                         (None, None) => {}
                     }
                 }
-                let now = datetime_to_text(self.backend, super::now_utc());
-                for chunk in changed.chunks(CHUNK) {
-                    self.upsert_users(conn, chunk, &now)?;
-                }
-                for chunk in anonymous.chunks(CHUNK) {
-                    delete_keys(conn, self.backend, "djauth_session_index", chunk)?;
-                }
+                self.set_owners(conn, &changed, &anonymous)?;
                 Ok(Some((rows.len(), owned, last)))
             })?;
             let Some((read, owned, last)) = page else {

@@ -233,15 +233,8 @@ class DatabaseServer:
 
     def stop(self):
         """Stop the server (idempotent) and delete its directory."""
-        p = self.process
         try:
-            if p is not None and p.poll() is None:
-                self._terminate()
-                try:
-                    p.wait(timeout=STOP_TIMEOUT)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait(timeout=STOP_TIMEOUT)
+            self.halt()
         finally:
             _running.pop(id(self), None)
             self.process = None

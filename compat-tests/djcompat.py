@@ -338,6 +338,28 @@ def seeded(rng, *parts):
     return random.Random(f"{rng.random()}:{parts}")
 
 
+# The end of a JsonLinesChild script: answer each JSON line on stdin with the script's
+# `op_<name>` function, after the greeting the script defined as GREETING. Needs json, sys,
+# traceback and django.db.connections imported by the script; anything Django prints goes
+# to stderr.
+JSON_LINES_SERVE = '''
+out = sys.stdout
+sys.stdout = sys.stderr
+out.write(json.dumps(GREETING) + "\\n")
+out.flush()
+for line in sys.stdin:
+    cmd = json.loads(line)
+    op = cmd.pop("op")
+    try:
+        ans = {"ok": True, "result": globals()["op_" + op](**cmd)}
+    except Exception as e:
+        ans = {"ok": False, "error": repr(e), "traceback": traceback.format_exc()}
+    connections.close_all()
+    out.write(json.dumps(ans) + "\\n")
+    out.flush()
+'''
+
+
 class JsonLinesChild:
     """A Python script run in its own process (a Django configured apart from this one),
     driven by JSON lines: ``{"op": NAME, ...}`` in, ``{"ok": true, "result": ...}`` or

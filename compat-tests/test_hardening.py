@@ -114,21 +114,8 @@ def op_sessions(n):
     return keys
 
 
-out = sys.stdout
-sys.stdout = sys.stderr
-out.write(json.dumps({"ok": True}) + "\n")
-out.flush()
-for line in sys.stdin:
-    cmd = json.loads(line)
-    op = cmd.pop("op")
-    try:
-        ans = {"ok": True, "result": globals()["op_" + op](**cmd)}
-    except Exception as e:
-        ans = {"ok": False, "error": repr(e), "traceback": traceback.format_exc()}
-    connections.close_all()
-    out.write(json.dumps(ans) + "\n")
-    out.flush()
-'''
+GREETING = {"ok": True}
+''' + djcompat.JSON_LINES_SERVE
 
 
 class DjangoSide(djcompat.JsonLinesChild):

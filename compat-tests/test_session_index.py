@@ -204,21 +204,8 @@ def op_race_stop():
     return op_race_poll()
 
 
-out = sys.stdout
-sys.stdout = sys.stderr
-out.write(json.dumps({"ok": True, "result": {"revoking_middleware_problem": problem}}) + "\n")
-out.flush()
-for line in sys.stdin:
-    cmd = json.loads(line)
-    op = cmd.pop("op")
-    try:
-        ans = {"ok": True, "result": globals()["op_" + op](**cmd)}
-    except Exception as e:
-        ans = {"ok": False, "error": repr(e), "traceback": traceback.format_exc()}
-    connections.close_all()
-    out.write(json.dumps(ans) + "\n")
-    out.flush()
-'''
+GREETING = {"ok": True, "result": {"revoking_middleware_problem": problem}}
+''' + djcompat.JSON_LINES_SERVE
 
 
 class DjangoSide(djcompat.JsonLinesChild):
